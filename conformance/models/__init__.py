@@ -1,0 +1,1 @@
+"""Executable models: plain-Python, in-memory statements of each family's contract."""

@@ -1,0 +1,1 @@
+"""Reference backends: ``jsonfile``, ``sqlite`` and ``redis``, each implementing every family."""

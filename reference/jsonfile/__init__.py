@@ -1,0 +1,21 @@
+"""The JSON-file reference backend: one directory per store, injective file names, atomic
+writes (temp file, fsync, rename), append-only logs, inter-process file locks.
+
+``BACKEND`` plugs it into the kit (registered as ``json``); each family's store class is in the
+module of the family's name and can be used directly in production.
+"""
+
+from agentstores.conformance.backend import Backend, Capability, Family
+
+from . import thread_run
+
+__all__ = ["BACKEND"]
+
+BACKEND = Backend(
+    name="json",
+    openers={
+        Family.THREAD_RUN: thread_run.open_store,
+    },
+    capabilities=frozenset({Capability.DURABLE}),
+    description="JSON-file reference backend (one directory per context)",
+)

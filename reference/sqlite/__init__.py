@@ -1,0 +1,21 @@
+"""The SQLite reference backend: stdlib ``sqlite3`` off the event loop, WAL, one transaction
+per operation, a versioned schema per family.
+
+``BACKEND`` plugs it into the kit (registered as ``sqlite``); each family's store class is in
+the module of the family's name and can be used directly in production.
+"""
+
+from agentstores.conformance.backend import Backend, Capability, Family
+
+from . import thread_run
+
+__all__ = ["BACKEND"]
+
+BACKEND = Backend(
+    name="sqlite",
+    openers={
+        Family.THREAD_RUN: thread_run.open_store,
+    },
+    capabilities=frozenset({Capability.DURABLE}),
+    description="SQLite reference backend (one database file per context)",
+)
