@@ -85,7 +85,7 @@ def adversarial_ids() -> st.SearchStrategy[str]:
     pieces = st.sampled_from(["/", "..", ":", "_", "{", "}", "*", "\\", " ", "a", "b", "é", "$"])
     mixed = st.lists(pieces, min_size=1, max_size=6).map("".join)
     unicode_text = st.text(
-        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+        alphabet=st.characters(codec="utf-8", exclude_characters="\x00"),
         min_size=1,
         max_size=12,
     )
@@ -123,13 +123,13 @@ def _json_scalars() -> st.SearchStrategy[Any]:
         st.sampled_from([2**64 - 1, 2**64, -(2**63), 2 ** (MAX_INT_BITS - 1)]),
         st.floats(allow_nan=False, allow_infinity=False),
         st.just(-0.0),
-        st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20),
+        st.text(alphabet=st.characters(codec="utf-8"), max_size=20),
     )
 
 
 def json_values(*, max_leaves: int = 12) -> st.SearchStrategy[Any]:
     """Values of the JSON domain (G-4): big integers, -0.0, unicode, nested lists and dicts."""
-    keys = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8)
+    keys = st.text(alphabet=st.characters(codec="utf-8"), max_size=8)
     return st.recursive(
         _json_scalars(),
         lambda children: st.one_of(
@@ -141,7 +141,7 @@ def json_values(*, max_leaves: int = 12) -> st.SearchStrategy[Any]:
 
 def json_objects(*, max_size: int = 4) -> st.SearchStrategy[dict[str, Any]]:
     """JSON objects (G-4) with str keys and :func:`json_values` values."""
-    keys = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8)
+    keys = st.text(alphabet=st.characters(codec="utf-8"), max_size=8)
     return st.dictionaries(keys, json_values(max_leaves=6), max_size=max_size)
 
 
@@ -166,7 +166,7 @@ def invalid_json_values() -> st.SearchStrategy[Any]:
 
 def content_parts() -> st.SearchStrategy[ContentPart]:
     """Typed content parts (G-13): text parts and other types with JSON fields."""
-    text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)
+    text = st.text(alphabet=st.characters(codec="utf-8"), max_size=30)
     text_parts = text.map(lambda t: {"type": "text", "text": t})
     other = st.builds(
         lambda kind, data: {"type": kind, **data},
