@@ -1,0 +1,676 @@
+"""File machinery shared by the JSON-file stores of every family.
+
+A JSON store is one directory. This module gives each family the same small set of tools:
+
+* :func:`name_for`: a bounded, filesystem-safe file name for an id or a tuple of ids that is
+  distinct for distinct inputs (G-2). It is the SHA-256 of a length-prefixed encoding of the
+  components, in lower-case hex, so separators in ids cannot collide, no id can escape the
+  directory, and case-insensitive file systems cannot merge two names. The name cannot be read
+  back, so each file keeps its original ids inside: a family lists records from the file
+  contents or from an index log, and checks the ids on reading (a mismatch would mean a
+  SHA-256 collision or a damaged file).
+* :func:`write_atomic`: whole-file replace (temp file in the same directory, fsync,
+  ``os.replace``, fsync of the directory). Readers see the old file or the new one, never a
+  torn one, and a crash keeps one of them.
+* :class:`JsonLinesLog`: an append-only JSON Lines file for O(1) appends and for indexes.
+  Every append is fsynced; a torn last line (a crash mid-append) is ignored by readers and cut
+  off by the next append, so records written before it survive. A header line carries an
+  *epoch* that changes whenever the log is rewritten (compacted), so a reader that caches the
+  log's contents can read only the new tail (:class:`LogPosition`).
+* :class:`Transaction`: several file changes that become visible together. New contents go to
+  fsynced temp files first; then one journal file lists the renames, removals and appends; then
+  they are applied and the journal is removed. A journal left by a crash is rolled forward
+  before anything else touches the directory (:func:`recover`).
+* :class:`StoreDirectory`: runs one operation at a time under the directory's lock: an
+  ``asyncio.Lock`` for the tasks of one store object and ``fcntl.flock`` on a lock file for
+  other store objects and other processes. ``OSError`` (and undecodable files) become
+  :class:`~agentstores.spec.errors.StorageUnavailable`.
+
+Why whole operations run in a worker thread instead of awaiting ``aiofiles`` call by call: a
+read-modify-write must hold the file lock from its first read to its last write, and must not
+be abandoned half-way when the awaiting task is cancelled. :meth:`StoreDirectory.run` hands a
+plain function to a worker thread that takes the lock, runs the function and releases the lock;
+a cancelled caller stops waiting, but the thread finishes the operation and only then lets the
+next one in. The event loop never blocks on disk or on the lock.
+
+Everything here is synchronous and must run inside :meth:`StoreDirectory.run` (that is, holding
+the lock), except :func:`name_for`, :func:`encode_json` and :func:`decode_json`. POSIX only
+(``fcntl``); the directory must be on a local file system where ``flock`` works.
+
+A family store uses it like this (validate and copy the arguments first, so that bad input
+writes nothing and later changes to the caller's objects are not stored, G-5, G-7)::
+
+    directory = StoreDirectory(path, subdirectories=("sessions", "events"))
+
+    async def append_event(self, session_id: str, event: Event) -> None:
+        record = copy.deepcopy(event_to_json(check_event(event)))  # before the lock
+        session_file = directory.path / "sessions" / name_for(session_id)
+        events = directory.log(f"events/{name_for(session_id, suffix='.jsonl')}")
+
+        def append() -> None:  # runs in a worker thread, holding the lock
+            if read_file(session_file) is None:
+                raise NotFound(session_id)
+            transaction = directory.transaction()
+            transaction.append(events, [record])
+            transaction.replace(session_file, new_session_bytes)  # visible together
+            transaction.commit()
+
+        await directory.run(append)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, TypeVar
+
+from agentstores.spec.errors import StorageUnavailable, StoreError
+from agentstores.spec.values import JSONValue, dump_json
+
+__all__ = [
+    "JOURNAL_NAME",
+    "LOCK_NAME",
+    "TEMP_PREFIX",
+    "JsonLinesLog",
+    "LogPosition",
+    "LogRead",
+    "StoreDirectory",
+    "Transaction",
+    "decode_json",
+    "encode_json",
+    "fsync_directory",
+    "name_for",
+    "read_file",
+    "recover",
+    "remove_file",
+    "sweep_temp_files",
+    "write_at",
+    "write_atomic",
+]
+
+T = TypeVar("T")
+
+#: The lock file every operation on a store directory flocks.
+LOCK_NAME = ".lock"
+#: The journal of a multi-file transaction; present only while one is being applied.
+JOURNAL_NAME = ".journal.json"
+#: Temp files start with this; left-overs of crashed writers are removed under the lock.
+TEMP_PREFIX = ".tmp-"
+_JOURNAL_FORMAT = "agentstores-journal/1"
+_LOG_FORMAT = "agentstores-jsonl/1"
+_READ_CHUNK = 1 << 16
+
+
+# --- names and encoding ----------------------------------------------------------------------
+
+
+def name_for(*components: str, suffix: str = ".json") -> str:
+    """The file name of the record keyed by ``components`` (one id, or a tuple of ids).
+
+    Each component is UTF-8 encoded and prefixed by its byte length, and the SHA-256 of the
+    whole is the name. The encoding is injective (no separator to confuse, whatever characters
+    the ids contain), so distinct tuples get distinct names unless SHA-256 collides. The name
+    is 64 lower-case hex digits plus ``suffix`` (safe on every file system, case-insensitive
+    ones included), and no id can name a path outside the directory. Put a fixed first
+    component (a record kind) in when one directory holds records of several kinds keyed by
+    the same ids.
+    """
+    if not components:
+        raise ValueError("name_for needs at least one component")
+    digest = hashlib.sha256()
+    for component in components:
+        # surrogatepass keeps the encoding injective even for strings check_id would reject.
+        data = component.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return digest.hexdigest() + suffix
+
+
+def encode_json(value: JSONValue) -> bytes:
+    """``value`` as compact UTF-8 JSON (exact for big integers and ``-0.0``)."""
+    return dump_json(value).encode("utf-8")
+
+
+def decode_json(data: bytes, *, what: str = "file") -> JSONValue:
+    """Parse bytes written by :func:`encode_json`; StorageUnavailable if they are not JSON."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise StorageUnavailable(f"corrupt {what}: {exc}") from exc
+
+
+# --- single files -----------------------------------------------------------------------------
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make the entries of ``directory`` (new, renamed, removed files) durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_temp(target: Path, data: bytes, *, sync: bool, directory: Path | None = None) -> Path:
+    """Write ``data`` to a new temp file in ``directory`` (default: beside ``target``).
+
+    The temp file must be on the same file system as ``target``, so it can be renamed there.
+    """
+    folder = target.parent if directory is None else directory
+    temp = folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}-{target.name}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if sync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(temp)
+        raise
+    os.close(fd)
+    return temp
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def write_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically: readers and crashes see old or new, whole.
+
+    On failure the old file is untouched and the temp file is removed. ``sync=False`` skips
+    the fsyncs: still atomic for readers and process crashes, not for power loss.
+    """
+    temp = _write_temp(path, data, sync=sync)
+    try:
+        os.replace(temp, path)
+    except BaseException:
+        _unlink_quietly(temp)
+        raise
+    if sync:
+        fsync_directory(path.parent)
+
+
+def read_file(path: Path) -> bytes | None:
+    """The contents of ``path``, or None if there is no such file."""
+    try:
+        with open(path, "rb") as file:
+            return file.read()
+    except FileNotFoundError:
+        return None
+
+
+def remove_file(path: Path, *, sync: bool = True) -> bool:
+    """Remove ``path`` if it exists; return whether it did."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    if sync:
+        fsync_directory(path.parent)
+    return True
+
+
+def sweep_temp_files(directory: Path) -> int:
+    """Remove temp files left in ``directory`` by crashed writers; return how many.
+
+    Call it only holding the directory's lock and after :func:`recover`: then no live writer
+    owns a temp file and no journal refers to one.
+    """
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if entry.name.startswith(TEMP_PREFIX):
+            _unlink_quietly(Path(entry.path))
+            removed += 1
+    return removed
+
+
+# --- JSON Lines logs --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogPosition:
+    """Where a reader stopped in a log: the log's epoch and the byte offset after its last line.
+
+    The epoch changes when the log is rewritten, so an offset is never applied to another
+    version of the file (inode numbers can be reused; epochs are random).
+    """
+
+    epoch: str
+    offset: int
+
+
+@dataclass(frozen=True)
+class LogRead:
+    """What :meth:`JsonLinesLog.read` found.
+
+    Attributes:
+        records: the complete records read, in order (a torn last line is left out).
+        position: where to continue next time.
+        restarted: True if ``records`` start at the beginning of the log (first read, or the
+            log was created, rewritten or removed since ``since``): drop what was cached.
+    """
+
+    records: list[JSONValue]
+    position: LogPosition
+    restarted: bool
+
+
+class JsonLinesLog:
+    """An append-only file of JSON records, one per line, with an epoch header line.
+
+    Appends cost O(size of the appended records) and are fsynced one call at a time. A crash
+    mid-append leaves at most a torn last line: readers skip it and the next append (or a
+    journal roll-forward) cuts it off. :meth:`rewrite` compacts the log atomically with a new
+    epoch. Use it holding the directory lock.
+    """
+
+    def __init__(self, path: Path, *, sync: bool = True) -> None:
+        self.path = path
+        self.sync = sync
+
+    # reading
+
+    def read(self, since: LogPosition | None = None) -> LogRead:
+        """Records after ``since`` (all of them if None or if the log changed epoch)."""
+        try:
+            with open(self.path, "rb") as file:
+                return self._read_open(file, since)
+        except FileNotFoundError:
+            return LogRead([], LogPosition("", 0), restarted=True)
+
+    def _read_open(self, file: BinaryIO, since: LogPosition | None) -> LogRead:
+        head = file.read(256)
+        newline = head.find(b"\n")
+        if newline < 0:  # empty, or a torn header: no record was ever complete
+            return LogRead([], LogPosition("", 0), restarted=True)
+        epoch = self._parse_header(head[:newline])
+        header_end = newline + 1
+        size = os.fstat(file.fileno()).st_size
+        if since is not None and since.epoch == epoch and header_end <= since.offset <= size:
+            start, restarted = since.offset, False
+        else:
+            start, restarted = header_end, True
+        file.seek(start)
+        data = file.read()
+        end = data.rfind(b"\n") + 1  # bytes after the last newline belong to a torn append
+        records = [
+            decode_json(line, what=f"line of {self.path.name}")
+            for line in data[:end].split(b"\n")
+            if line.strip()
+        ]
+        return LogRead(records, LogPosition(epoch, start + end), restarted)
+
+    def _parse_header(self, line: bytes) -> str:
+        header = decode_json(line, what=f"header of {self.path.name}")
+        if (
+            not isinstance(header, dict)
+            or header.get("format") != _LOG_FORMAT
+            or not isinstance(header.get("epoch"), str)
+        ):
+            raise StorageUnavailable(f"{self.path.name} is not an agentstores log")
+        epoch: str = header["epoch"]
+        return epoch
+
+    # writing
+
+    @staticmethod
+    def encode(records: Iterable[JSONValue]) -> bytes:
+        """Records as JSON Lines (each line ends with a newline)."""
+        return b"".join(encode_json(record) + b"\n" for record in records)
+
+    @staticmethod
+    def _header() -> bytes:
+        return encode_json({"format": _LOG_FORMAT, "epoch": secrets.token_hex(16)}) + b"\n"
+
+    def valid_end(self) -> int:
+        """The byte offset after the last complete line (0 if the log has none)."""
+        try:
+            with open(self.path, "rb") as file:
+                end = os.fstat(file.fileno()).st_size
+                while end > 0:
+                    start = max(0, end - _READ_CHUNK)
+                    file.seek(start)
+                    chunk = file.read(end - start)
+                    newline = chunk.rfind(b"\n")
+                    if newline >= 0:
+                        return start + newline + 1
+                    end = start
+                return 0
+        except FileNotFoundError:
+            return 0
+
+    def prepare_append(self, records: Sequence[JSONValue]) -> tuple[int, bytes]:
+        """``(offset, data)``: write ``data`` at ``offset`` (truncating there) to append.
+
+        ``offset`` is after the last complete line, so a torn line is overwritten; ``data``
+        starts with a fresh header when the log has no complete line yet.
+        """
+        at = self.valid_end()
+        data = self.encode(records)
+        return at, (self._header() + data if at == 0 else data)
+
+    def append(self, records: Sequence[JSONValue]) -> None:
+        """Append ``records`` durably (one fsync), after cutting off a torn last line."""
+        if not records:
+            return
+        at, data = self.prepare_append(records)
+        write_at(self.path, at, data, sync=self.sync)
+
+    def rewrite(self, records: Iterable[JSONValue]) -> None:
+        """Replace the whole log with ``records`` atomically, under a new epoch (compaction)."""
+        write_atomic(self.path, self._header() + self.encode(records), sync=self.sync)
+
+    def remove(self) -> None:
+        """Delete the log (readers then see an empty log with a new epoch)."""
+        remove_file(self.path, sync=self.sync)
+
+
+def write_at(path: Path, offset: int, data: bytes, *, sync: bool = True) -> None:
+    """Truncate ``path`` to ``offset`` and write ``data`` there (creating the file if needed).
+
+    Repeating the call gives the same file, which is what makes journaled appends safe to roll
+    forward twice.
+    """
+    created = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        os.ftruncate(fd, offset)
+        view = memoryview(data)
+        position = offset
+        while view:
+            written = os.pwrite(fd, view, position)
+            view = view[written:]
+            position += written
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created and sync:
+        fsync_directory(path.parent)
+
+
+# --- multi-file transactions ------------------------------------------------------------------
+
+
+class Transaction:
+    """File changes under one directory that become visible and durable together.
+
+    Collect changes with :meth:`replace`, :meth:`remove` and :meth:`append`, then
+    :meth:`commit`. A single change is applied directly (it is atomic by itself); several go
+    through the journal. If :meth:`commit` fails before the journal is written, nothing
+    changed; after that, the changes are completed by :func:`recover` (run by
+    :class:`StoreDirectory` before every operation), so they are never seen half-done.
+    Readers holding the lock never observe the intermediate states.
+    """
+
+    def __init__(self, root: Path, *, sync: bool = True) -> None:
+        self.root = root
+        self.sync = sync
+        self._replaces: list[tuple[Path, bytes]] = []
+        self._removes: list[Path] = []
+        # One entry per log file: two appends to one log must not both start at its old end.
+        self._appends: dict[Path, tuple[JsonLinesLog, list[JSONValue]]] = {}
+
+    def replace(self, path: Path, data: bytes) -> None:
+        """Set the whole contents of ``path`` (a file under the root) to ``data``."""
+        self._replaces.append((path, data))
+
+    def remove(self, path: Path) -> None:
+        """Remove ``path`` if it exists."""
+        self._removes.append(path)
+
+    def append(self, log: JsonLinesLog, records: Sequence[JSONValue]) -> None:
+        """Append ``records`` to ``log``."""
+        if records:
+            self._appends.setdefault(log.path, (log, []))[1].extend(records)
+
+    def commit(self) -> None:
+        """Apply every collected change, all or nothing."""
+        count = len(self._replaces) + len(self._removes) + len(self._appends)
+        if count == 0:
+            return
+        if count == 1:
+            self._commit_single()
+            return
+        temps: list[tuple[Path, Path]] = []
+        try:
+            # The temp files go in the root: the fsync of the root that makes the journal
+            # durable makes their names durable too, so the journal never names a temp file
+            # that a power loss could take away.
+            for path, data in self._replaces:
+                temp = _write_temp(path, data, sync=self.sync, directory=self.root)
+                temps.append((temp, path))
+            ops: list[dict[str, JSONValue]] = [
+                {"op": "rename", "from": self._relative(temp), "to": self._relative(path)}
+                for temp, path in temps
+            ]
+            ops += [{"op": "remove", "path": self._relative(path)} for path in self._removes]
+            for log, records in self._appends.values():
+                at, data = log.prepare_append(records)
+                ops.append(
+                    {
+                        "op": "write_at",
+                        "path": self._relative(log.path),
+                        "at": at,
+                        "data": data.decode("utf-8"),
+                    }
+                )
+            journal = {"format": _JOURNAL_FORMAT, "ops": ops}
+            write_atomic(self.root / JOURNAL_NAME, encode_json(journal), sync=self.sync)
+        except BaseException:
+            for temp, _ in temps:
+                _unlink_quietly(temp)
+            raise
+        # From here on the transaction is decided; a failure is completed by recover().
+        _apply_journal(self.root, ops, sync=self.sync)
+        remove_file(self.root / JOURNAL_NAME, sync=self.sync)
+
+    def _commit_single(self) -> None:
+        if self._replaces:
+            path, data = self._replaces[0]
+            write_atomic(path, data, sync=self.sync)
+        elif self._removes:
+            remove_file(self._removes[0], sync=self.sync)
+        else:
+            ((log, records),) = self._appends.values()
+            log.append(records)
+
+    def _relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+
+def _journal_path(root: Path, relative: object) -> Path:
+    # The journal is ours, but a corrupt or planted one must not reach outside the root.
+    if (
+        not isinstance(relative, str)
+        or not relative
+        or relative.startswith("/")
+        or any(part in ("", ".", "..") for part in relative.split("/"))
+    ):
+        raise StorageUnavailable(f"corrupt journal: bad path {relative!r}")
+    return root / relative
+
+
+def _apply_journal(root: Path, ops: Sequence[object], *, sync: bool) -> None:
+    """Apply journal operations; each is idempotent, so a crash may repeat them."""
+    touched: set[Path] = set()
+    for op in ops:
+        if not isinstance(op, dict):
+            raise StorageUnavailable("corrupt journal: an operation is not an object")
+        kind = op.get("op")
+        if kind == "rename":
+            source = _journal_path(root, op.get("from"))
+            target = _journal_path(root, op.get("to"))
+            if source.exists():  # absent: renamed before a crash
+                os.replace(source, target)
+                touched.add(target.parent)
+        elif kind == "remove":
+            path = _journal_path(root, op.get("path"))
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            touched.add(path.parent)
+        elif kind == "write_at":
+            path = _journal_path(root, op.get("path"))
+            at, data = op.get("at"), op.get("data")
+            if not isinstance(at, int) or isinstance(at, bool) or at < 0:
+                raise StorageUnavailable("corrupt journal: bad offset")
+            if not isinstance(data, str):
+                raise StorageUnavailable("corrupt journal: bad data")
+            write_at(path, at, data.encode("utf-8"), sync=sync)
+        else:
+            raise StorageUnavailable(f"corrupt journal: unknown operation {kind!r}")
+    if sync:
+        for directory in sorted(touched):
+            fsync_directory(directory)
+
+
+def recover(root: Path, *, sync: bool = True) -> bool:
+    """Roll forward the journal a crashed transaction left in ``root``; True if there was one.
+
+    Call holding the directory lock, before reading or writing anything else.
+    """
+    data = read_file(root / JOURNAL_NAME)
+    if data is None:
+        return False
+    journal = decode_json(data, what="journal")
+    if not isinstance(journal, dict) or journal.get("format") != _JOURNAL_FORMAT:
+        raise StorageUnavailable("corrupt journal: unknown format")
+    ops = journal.get("ops")
+    if not isinstance(ops, list):
+        raise StorageUnavailable("corrupt journal: no operations")
+    _apply_journal(root, ops, sync=sync)
+    remove_file(root / JOURNAL_NAME, sync=sync)
+    return True
+
+
+# --- the store directory and its lock ---------------------------------------------------------
+
+_executor_lock = threading.Lock()
+_executor: ThreadPoolExecutor | None = None
+
+
+def _shared_executor() -> ThreadPoolExecutor:
+    """The worker threads of all JSON stores, kept apart from the loop's default executor.
+
+    A worker may sit in ``flock`` while another process holds the lock; a pool of its own
+    keeps that from starving unrelated ``asyncio.to_thread`` users.
+    """
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="agentstores-json")
+        return _executor
+
+
+class StoreDirectory:
+    """A store's directory: creates it, locks it, recovers it, and runs operations in it.
+
+    Args:
+        path: the directory (created on first use, with its parents).
+        subdirectories: names of sub-directories the family keeps files in; they are created
+            on first use and swept of stale temp files.
+        sync: fsync files and directories (default). False keeps every write atomic for
+            readers and for crashes of the process, but not for power loss; faster on disks.
+
+    Every operation goes through :meth:`run`, which serialises it against the other tasks of
+    this object (an ``asyncio.Lock``) and against every other store object and process on the
+    directory (``flock`` on ``.lock``, taken and released in the worker thread that runs the
+    operation). Before the operation runs, a journal left by a crashed transaction is rolled
+    forward; on first use, temp files left by crashed writers are removed.
+    """
+
+    def __init__(
+        self, path: Path, *, subdirectories: Sequence[str] = (), sync: bool = True
+    ) -> None:
+        self.path = Path(path)
+        self.sync = sync
+        self.subdirectories = tuple(subdirectories)
+        self._lock = asyncio.Lock()
+        self._prepared = False
+        self._closed = False
+
+    def subdirectory(self, name: str) -> Path:
+        """The path of one of the :attr:`subdirectories`."""
+        return self.path / name
+
+    def transaction(self) -> Transaction:
+        """A new :class:`Transaction` on this directory (commit it inside :meth:`run`)."""
+        return Transaction(self.path, sync=self.sync)
+
+    def log(self, name: str) -> JsonLinesLog:
+        """The :class:`JsonLinesLog` of file ``name`` in this directory."""
+        return JsonLinesLog(self.path / name, sync=self.sync)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    async def run(self, operation: Callable[[], T]) -> T:
+        """Run ``operation()`` in a worker thread holding the directory lock; return its result.
+
+        ``StoreError`` passes through; ``OSError`` and undecodable data become
+        ``StorageUnavailable``. If the awaiting task is cancelled, the operation still runs
+        to its end (or its start never happens) before anyone else gets the lock.
+        """
+        if self._closed:
+            raise StorageUnavailable("the store is closed")
+        async with self._lock:
+            if self._closed:  # closed while this task waited for the lock
+                raise StorageUnavailable("the store is closed")
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(_shared_executor(), self._locked, operation)
+
+    def _locked(self, operation: Callable[[], T]) -> T:
+        try:
+            if not self._prepared:
+                os.makedirs(self.path, exist_ok=True)
+            fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if not self._prepared:
+                    self._prepare()
+                else:
+                    recover(self.path, sync=self.sync)
+                return operation()
+            finally:
+                os.close(fd)  # closing the descriptor releases the flock
+        except StoreError:
+            raise
+        except (OSError, ValueError, RecursionError) as exc:
+            raise StorageUnavailable(f"JSON store at {self.path}: {exc}") from exc
+
+    def _prepare(self) -> None:
+        for name in self.subdirectories:
+            os.makedirs(self.path / name, exist_ok=True)
+        recover(self.path, sync=self.sync)
+        sweep_temp_files(self.path)
+        for name in self.subdirectories:
+            sweep_temp_files(self.path / name)
+        self._prepared = True
+
+    async def close(self) -> None:
+        """Wait for the running operation, then refuse further ones (idempotent).
+
+        Nothing stays open between operations, so there is nothing else to release.
+        """
+        async with self._lock:
+            self._closed = True
