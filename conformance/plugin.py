@@ -7,6 +7,8 @@ report when asked. It imports no backend until a test needs one.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,20 +21,31 @@ from .markers import CAPABILITY_MARKER, REQUIREMENT_MARKER
 from .profiles import Profile, default_profile, profile_settings
 
 if TYPE_CHECKING:
-    from .report import ReportCollector
+    from .collector import ReportCollector
 
-__all__ = ["backend_from_config", "lifespans", "settings_from_config"]
+__all__ = [
+    "backend_from_config",
+    "configured_backend",
+    "lifespans",
+    "settings_from_config",
+    "use_backend",
+]
 
 FAMILY_PROPERTY = "agentstores_family"
 REQUIREMENTS_PROPERTY = "agentstores_requirements"
 CAPABILITIES_PROPERTY = "agentstores_capabilities"
+#: JSON ``{"name", "description", "families", "capabilities"}`` of the backend a test ran on.
+BACKEND_PROPERTY = "agentstores_backend"
 
 _backend_key = pytest.StashKey[Backend]()
 _lifespans_key = pytest.StashKey[LifespanRegistry]()
-_collector_key = pytest.StashKey["ReportCollector"]()
+_collector_key: pytest.StashKey[ReportCollector] = pytest.StashKey()
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    # Suite assertions compare a store's results with the model: let pytest explain a failing
+    # one. Marked here, not at import, since the runner imports this module before pytest runs.
+    pluginmanager.rewrite_hook.mark_rewrite("agentstores.conformance.suites")
     group = parser.getgroup("agentstores", "agentstores conformance kit")
     group.addoption(
         "--agentstores-backend",
@@ -46,6 +59,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--agentstores-report", metavar="PATH.json", help="write a JSON report")
     group.addoption("--agentstores-markdown", metavar="PATH.md", help="write a Markdown report")
+    group.addoption(
+        "--agentstores-requirement",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="run only the suite tests that cite this requirement ID (repeatable)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -61,7 +81,7 @@ def pytest_configure(config: pytest.Config) -> None:
     json_path = config.getoption("--agentstores-report", None)
     markdown_path = config.getoption("--agentstores-markdown", None)
     if (json_path or markdown_path) and not hasattr(config, "workerinput"):
-        from .report import ReportCollector
+        from .collector import ReportCollector
 
         collector = ReportCollector(
             json_path=Path(json_path) if json_path else None,
@@ -81,6 +101,43 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     item.user_properties.append((REQUIREMENTS_PROPERTY, ",".join(ids)))
     capabilities = [str(c) for c in iter_markers_args(item, CAPABILITY_MARKER)]
     item.user_properties.append((CAPABILITIES_PROPERTY, ",".join(capabilities)))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted = set(config.getoption("--agentstores-requirement", None) or ())
+    if not wanted:
+        return
+    kept: list[pytest.Item] = []
+    deselected: list[pytest.Item] = []
+    for item in items:
+        properties = dict(item.user_properties)
+        if FAMILY_PROPERTY not in properties:
+            kept.append(item)  # not a suite test: the filter is not about it
+            continue
+        cited = str(properties.get(REQUIREMENTS_PROPERTY, "")).split(",")
+        (kept if wanted.intersection(cited) else deselected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    # Record which backend the test ran on (the 'backend' fixture is resolved by now, even when
+    # the test is then skipped), so that reports name it, also under xdist.
+    try:
+        return (yield)
+    finally:
+        funcargs = getattr(item, "funcargs", {})
+        backend = funcargs.get("backend")
+        if isinstance(backend, Backend) and FAMILY_PROPERTY in dict(item.user_properties):
+            info = {
+                "name": backend.name,
+                "description": backend.description,
+                "families": sorted(f.value for f in backend.families),
+                "capabilities": sorted(c.value for c in backend.capabilities),
+            }
+            item.user_properties.append((BACKEND_PROPERTY, json.dumps(info)))
 
 
 def chosen_profile(config: pytest.Config) -> Profile:
@@ -111,6 +168,16 @@ def backend_from_config(config: pytest.Config) -> Backend:
         raise pytest.UsageError(str(exc)) from exc
     config.stash[_backend_key] = backend
     return backend
+
+
+def use_backend(config: pytest.Config, backend: Backend) -> None:
+    """Make ``backend`` the one :func:`backend_from_config` returns (the runner's way in)."""
+    config.stash[_backend_key] = backend
+
+
+def configured_backend(config: pytest.Config) -> Backend | None:
+    """The backend of ``--agentstores-backend`` or :func:`use_backend`, if one was loaded."""
+    return config.stash.get(_backend_key, None)
 
 
 def lifespans(config: pytest.Config) -> LifespanRegistry:
