@@ -1,0 +1,623 @@
+"""The SQLite session store (spec ``session_store.md``).
+
+Tables under the store's prefix:
+
+* ``ss_sessions``: one row per session. The queried values are columns (type, times, the
+  message count and the next message position); the rest is the session's JSON form
+  (:func:`~agentstores.reference.session_store_rules.session_to_json`) in ``record``, whose
+  ``updated_at`` and ``message_count`` are ignored in favour of the columns, so that
+  ``add_message`` updates two integers and never rewrites the record (SS-8).
+* ``ss_messages``: one row per message, keyed by an integer ``id`` (the full-text index's
+  rowid) and unique on (session, position); ``position`` only grows, so a conversation loads
+  in append order (SS-8) and an append is one INSERT whatever the conversation's length. The
+  message is JSON text; ``created_at`` is a column for truncate and the date filters;
+  ``search_text`` is :func:`~agentstores.reference.session_store_rules.index_text`.
+* ``ss_messages_fts``: an FTS5 index over ``search_text`` with the ``trigram`` tokenizer, case
+  sensitive (the text is lower-cased already, by Python's rules, SS-20), kept in step by
+  triggers. A trigram phrase query finds exactly the texts that contain the word as a
+  substring, for words of three or more code points; shorter words (and words with NUL) are
+  searched with ``instr`` over the same column or the stored message. Every candidate is
+  checked again in Python with the spec's rule before it is returned.
+* ``ss_ids``: the per-day counter of session ids (SS-4); a counter only ever grows, so an id is
+  never reused, not even after its session is deleted.
+
+Every operation is one transaction; arguments are validated and serialised before it starts
+(G-5, G-7, SS-15).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
+from types import TracebackType
+from typing import Any
+
+from agentstores.conformance.backend import StoreContext
+from agentstores.spec.errors import NotFound, StorageUnavailable
+from agentstores.spec.messages import Message, message_from_json, message_to_json
+from agentstores.spec.session_store import (
+    ChatHistoryMatch,
+    ExtensionData,
+    ModelConfig,
+    Recipe,
+    Session,
+    SessionInsights,
+    SessionType,
+    TokenStatsUpdate,
+)
+from agentstores.spec.values import Clock, check_timestamp, dump_json, load_json, system_clock
+
+from .. import session_store_rules as rules
+from ._db import Database, Migration, Synchronous, context_location
+
+__all__ = ["MIGRATIONS", "SQLiteSessionStore", "open_store"]
+
+#: The session-store schema, version by version (see :class:`~._db.Database`).
+MIGRATIONS: tuple[Migration, ...] = (
+    """
+    CREATE TABLE "{prefix}ss_sessions" (
+        session_id TEXT PRIMARY KEY NOT NULL,
+        session_type TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        message_count INTEGER NOT NULL,
+        next_position INTEGER NOT NULL,
+        record TEXT NOT NULL
+    );
+    -- list_sessions (SS-6): updated_at descending, then id; by type or over all types.
+    CREATE INDEX "{prefix}ss_sessions_by_updated"
+        ON "{prefix}ss_sessions" (updated_at DESC, session_id);
+    CREATE INDEX "{prefix}ss_sessions_by_type"
+        ON "{prefix}ss_sessions" (session_type, updated_at DESC, session_id);
+
+    CREATE TABLE "{prefix}ss_messages" (
+        id INTEGER PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        created_at INTEGER,
+        search_text TEXT NOT NULL,
+        message TEXT NOT NULL,
+        UNIQUE (session_id, position)
+    );
+    CREATE INDEX "{prefix}ss_messages_by_time" ON "{prefix}ss_messages" (created_at);
+
+    CREATE VIRTUAL TABLE "{prefix}ss_messages_fts" USING fts5(
+        search_text,
+        content = '{prefix}ss_messages',
+        content_rowid = 'id',
+        tokenize = 'trigram case_sensitive 1'
+    );
+    CREATE TRIGGER "{prefix}ss_messages_fts_insert" AFTER INSERT ON "{prefix}ss_messages"
+    BEGIN
+        INSERT INTO "{prefix}ss_messages_fts" (rowid, search_text)
+            VALUES (new.id, new.search_text);
+    END;
+    CREATE TRIGGER "{prefix}ss_messages_fts_delete" AFTER DELETE ON "{prefix}ss_messages"
+    BEGIN
+        INSERT INTO "{prefix}ss_messages_fts" ("{prefix}ss_messages_fts", rowid, search_text)
+            VALUES ('delete', old.id, old.search_text);
+    END;
+
+    CREATE TABLE "{prefix}ss_ids" (
+        day TEXT PRIMARY KEY NOT NULL,
+        last INTEGER NOT NULL
+    );
+    """,
+)
+
+#: Words shorter than this have no trigram: they are searched with instr().
+_TRIGRAM = 3
+
+_SessionRow = tuple[int, int, str]  # updated_at, message_count, record (session_id in record)
+_MessageRow = tuple[int | None, str, str]  # created_at, search_text, message JSON
+
+
+def _corrupt(what: str, exc: Exception) -> StorageUnavailable:
+    return StorageUnavailable(f"corrupt {what} in the database: {exc}")
+
+
+def _session(row: _SessionRow, conversation: tuple[Message, ...] | None = None) -> Session:
+    updated_at, message_count, record = row
+    try:
+        session = rules.session_from_json(
+            load_json(record), message_count=int(message_count), conversation=conversation
+        )
+    except ValueError as exc:  # JSONDecodeError and InvalidArgument are ValueErrors
+        raise _corrupt("session", exc) from exc
+    return rules.touched(session, int(updated_at))
+
+
+def _message(text: str) -> Message:
+    try:
+        return message_from_json(load_json(text))
+    except ValueError as exc:
+        raise _corrupt("message", exc) from exc
+
+
+def _message_rows(messages: Sequence[Message]) -> list[_MessageRow]:
+    """Serialise checked messages before the transaction (later changes to the caller's
+    objects do not reach the store, G-7)."""
+    return [(m.created_at, rules.index_text(m), dump_json(message_to_json(m))) for m in messages]
+
+
+def _fts_phrase(word: str) -> str:
+    """``word`` as an FTS5 string (a phrase): inside double quotes, quotes doubled."""
+    return '"' + word.replace('"', '""') + '"'
+
+
+class SQLiteSessionStore:
+    """A :class:`~agentstores.spec.session_store.SessionStore` in an SQLite database file.
+
+    Args:
+        path: the database file (its directory must exist); several stores, families and
+            processes may share it.
+        prefix: the table prefix that isolates this store from others in the file (G-19).
+        clock: the source of every time the store stamps (G-6).
+        synchronous: ``"FULL"`` (default, durable on power loss) or ``"NORMAL"``.
+        busy_timeout: seconds to wait for another writer's lock.
+
+    Use ``async with SQLiteSessionStore(path) as store:``, or call methods directly (the
+    database opens on first use) and ``await store.close()`` at the end.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        prefix: str = "",
+        clock: Clock = system_clock,
+        synchronous: Synchronous = "FULL",
+        busy_timeout: float = 10.0,
+    ) -> None:
+        self._db = Database(
+            path,
+            prefix=prefix,
+            family="session_store",
+            migrations=MIGRATIONS,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+        )
+        self._clock = clock
+        self._sessions = self._db.table("ss_sessions")
+        self._messages = self._db.table("ss_messages")
+        self._fts = self._db.table("ss_messages_fts")
+        self._ids = self._db.table("ss_ids")
+
+    async def __aenter__(self) -> SQLiteSessionStore:
+        try:
+            await self._db.open()
+        except BaseException:
+            await self._db.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the database connection; idempotent (G-16)."""
+        await self._db.close()
+
+    @property
+    def database(self) -> Database:
+        """The store's :class:`~._db.Database`: a back door to the raw rows for tests.
+
+        Its tables are ``database.table("ss_sessions")``, ``"ss_messages"`` and ``"ss_ids"``
+        (see :data:`MIGRATIONS`); writing them directly bypasses every rule of the spec.
+        """
+        return self._db
+
+    def _now(self) -> int:
+        return check_timestamp(self._clock(), what="clock reading")
+
+    # --- helpers that run in the worker thread ---------------------------------------------
+
+    def _row(self, conn: sqlite3.Connection, session_id: str) -> _SessionRow:
+        row = conn.execute(
+            f"SELECT updated_at, message_count, record FROM {self._sessions} WHERE session_id = ?",
+            (session_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no session {session_id!r}")
+        return (int(row[0]), int(row[1]), str(row[2]))
+
+    def _conversation(self, conn: sqlite3.Connection, session_id: str) -> list[str]:
+        rows = conn.execute(
+            f"SELECT message FROM {self._messages} WHERE session_id = ? ORDER BY position",
+            (session_id,),
+        ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def _new_id(self, conn: sqlite3.Connection, now: int) -> str:
+        day = rules.day_of(now)
+        row = conn.execute(
+            f"INSERT INTO {self._ids} (day, last) VALUES (?, 1) "
+            "ON CONFLICT (day) DO UPDATE SET last = last + 1 RETURNING last",
+            (day,),
+        ).fetchone()
+        return rules.format_session_id(day, int(row[0]))
+
+    def _insert_session(
+        self, conn: sqlite3.Connection, session: Session, messages: Sequence[_MessageRow]
+    ) -> None:
+        conn.execute(
+            f"INSERT INTO {self._sessions} (session_id, session_type, created_at, updated_at, "
+            "message_count, next_position, record) VALUES (?, ?, ?, ?, 0, 0, ?)",
+            (
+                session.id,
+                session.session_type.value,
+                session.created_at,
+                session.updated_at,
+                dump_json(rules.session_to_json(session)),
+            ),
+        )
+        self._append(conn, session.id, 0, messages)
+
+    def _append(
+        self,
+        conn: sqlite3.Connection,
+        session_id: str,
+        first_position: int,
+        messages: Sequence[_MessageRow],
+    ) -> None:
+        """Insert ``messages`` from ``first_position`` on and count them in the session row."""
+        conn.executemany(
+            f"INSERT INTO {self._messages} "
+            "(session_id, position, created_at, search_text, message) VALUES (?, ?, ?, ?, ?)",
+            [
+                (session_id, first_position + offset, created_at, text, message)
+                for offset, (created_at, text, message) in enumerate(messages)
+            ],
+        )
+        conn.execute(
+            f"UPDATE {self._sessions} SET message_count = message_count + ?, "
+            "next_position = next_position + ? WHERE session_id = ?",
+            (len(messages), len(messages), session_id),
+        )
+
+    def _touch(self, conn: sqlite3.Connection, session_id: str, now: int) -> None:
+        cursor = conn.execute(
+            f"UPDATE {self._sessions} SET updated_at = ? WHERE session_id = ?", (now, session_id)
+        )
+        if cursor.rowcount == 0:
+            raise NotFound(f"no session {session_id!r}")
+
+    async def _update_fields(self, session_id: str, fields: Mapping[str, Any]) -> None:
+        """Set ``fields`` of the record and ``updated_at = now`` in one transaction (SS-14)."""
+        fields = copy.deepcopy(dict(fields))  # G-7: not the caller's dicts
+        now = self._now()
+
+        def write(conn: sqlite3.Connection) -> None:
+            session = rules.with_fields(_session(self._row(conn, session_id)), fields, now)
+            conn.execute(
+                f"UPDATE {self._sessions} SET updated_at = ?, record = ? WHERE session_id = ?",
+                (now, dump_json(rules.session_to_json(session)), session_id),
+            )
+
+        await self._db.write(write)
+
+    # --- sessions (SS-3 .. SS-7, SS-16) -----------------------------------------------------
+
+    async def create_session(
+        self, working_dir: str, name: str, session_type: SessionType = SessionType.USER
+    ) -> Session:
+        """Create an empty session with a new id (SS-3, SS-4)."""
+        working_dir, name, session_type = rules.check_new_session(working_dir, name, session_type)
+        now = self._now()
+
+        def write(conn: sqlite3.Connection) -> Session:
+            session = rules.new_session(
+                self._new_id(conn, now), working_dir, name, session_type, now
+            )
+            self._insert_session(conn, session, ())
+            return session
+
+        return await self._db.write(write)
+
+    async def get_session(self, session_id: str, include_messages: bool = False) -> Session:
+        """The session; its conversation only if asked, else messages are not read (SS-5)."""
+        rules.check_session_id(session_id)
+        rules.check_include_messages(include_messages)
+
+        def read(conn: sqlite3.Connection) -> tuple[_SessionRow, list[str] | None]:
+            row = self._row(conn, session_id)
+            texts = self._conversation(conn, session_id) if include_messages else None
+            return row, texts
+
+        row, texts = await self._db.read(read)
+        conversation = None if texts is None else tuple(_message(t) for t in texts)
+        return _session(row, conversation)
+
+    async def list_sessions(self) -> list[Session]:
+        """User and scheduled sessions, most recently updated first (SS-6)."""
+        return await self._list(frozenset(rules.DEFAULT_LIST_TYPES))
+
+    async def list_sessions_by_types(self, types: Sequence[SessionType]) -> list[Session]:
+        """Sessions of the given types, most recently updated first, then by id (SS-6)."""
+        return await self._list(rules.check_session_types(types))
+
+    async def _list(self, types: frozenset[SessionType]) -> list[Session]:
+        if not types:
+            return []
+        values = sorted(t.value for t in types)
+        marks = ", ".join("?" for _ in values)
+
+        def read(conn: sqlite3.Connection) -> list[_SessionRow]:
+            rows = conn.execute(
+                f"SELECT updated_at, message_count, record FROM {self._sessions} "
+                f"WHERE session_type IN ({marks}) ORDER BY updated_at DESC, session_id",
+                values,
+            ).fetchall()
+            return [(int(r[0]), int(r[1]), str(r[2])) for r in rows]
+
+        return [_session(row) for row in await self._db.read(read)]
+
+    async def delete_session(self, session_id: str) -> None:
+        """Delete the session and its messages in one transaction (SS-7)."""
+        rules.check_session_id(session_id)
+
+        def write(conn: sqlite3.Connection) -> None:
+            self._row(conn, session_id)
+            conn.execute(f"DELETE FROM {self._messages} WHERE session_id = ?", (session_id,))
+            conn.execute(f"DELETE FROM {self._sessions} WHERE session_id = ?", (session_id,))
+
+        await self._db.write(write)
+
+    async def get_insights(self) -> SessionInsights:
+        """Session count and token total over every session (SS-16)."""
+
+        def read(conn: sqlite3.Connection) -> list[_SessionRow]:
+            rows = conn.execute(
+                f"SELECT updated_at, message_count, record FROM {self._sessions}"
+            ).fetchall()
+            return [(int(r[0]), int(r[1]), str(r[2])) for r in rows]
+
+        # Counters are u64 (kept in JSON): summing them in SQL would overflow.
+        return rules.insights(_session(row) for row in await self._db.read(read))
+
+    # --- conversation (SS-8 .. SS-10) --------------------------------------------------------
+
+    async def add_message(self, session_id: str, message: Message) -> None:
+        """Append one message and set updated_at, in one transaction: one INSERT (SS-8)."""
+        rules.check_session_id(session_id)
+        rows = _message_rows(rules.check_conversation([message]))
+        now = self._now()
+
+        def write(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                f"SELECT next_position FROM {self._sessions} WHERE session_id = ?",
+                (session_id,),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no session {session_id!r}")
+            self._append(conn, session_id, int(row[0]), rows)
+            self._touch(conn, session_id, now)
+
+        await self._db.write(write)
+
+    async def replace_conversation(self, session_id: str, conversation: Sequence[Message]) -> None:
+        """Replace the whole conversation and set updated_at, atomically (SS-9)."""
+        rules.check_session_id(session_id)
+        rows = _message_rows(rules.check_conversation(conversation))
+        now = self._now()
+
+        def write(conn: sqlite3.Connection) -> None:
+            self._row(conn, session_id)
+            conn.execute(f"DELETE FROM {self._messages} WHERE session_id = ?", (session_id,))
+            conn.execute(
+                f"UPDATE {self._sessions} SET message_count = 0, next_position = 0 "
+                "WHERE session_id = ?",
+                (session_id,),
+            )
+            self._append(conn, session_id, 0, rows)
+            self._touch(conn, session_id, now)
+
+        await self._db.write(write)
+
+    async def truncate_conversation(self, session_id: str, timestamp: int) -> None:
+        """Delete the messages created at or after ``timestamp``; set updated_at (SS-10)."""
+        rules.check_session_id(session_id)
+        check_timestamp(timestamp, what="timestamp")
+        now = self._now()
+
+        def write(conn: sqlite3.Connection) -> None:
+            self._row(conn, session_id)
+            cursor = conn.execute(
+                f"DELETE FROM {self._messages} WHERE session_id = ? AND created_at >= ?",
+                (session_id, timestamp),
+            )
+            conn.execute(
+                f"UPDATE {self._sessions} SET message_count = message_count - ?, updated_at = ? "
+                "WHERE session_id = ?",
+                (cursor.rowcount, now, session_id),
+            )
+
+        await self._db.write(write)
+
+    # --- updates (SS-11 .. SS-13) ------------------------------------------------------------
+
+    async def update_session_name(self, session_id: str, name: str, user_set: bool) -> None:
+        """Set the name and who set it (SS-11)."""
+        rules.check_session_id(session_id)
+        fields = rules.session_fields(
+            rules.check_name(name), rules.check_bool(user_set, what="user_set")
+        )
+        await self._update_fields(session_id, fields)
+
+    async def update_extension_data(self, session_id: str, extension_data: ExtensionData) -> None:
+        """Replace the extension data (SS-11)."""
+        rules.check_session_id(session_id)
+        data = rules.check_extension_data(extension_data)
+        await self._update_fields(session_id, {"extension_data": data})
+
+    async def update_token_stats(self, session_id: str, stats: TokenStatsUpdate) -> None:
+        """Set the counters that ``stats`` gives, leave the others (SS-12)."""
+        rules.check_session_id(session_id)
+        await self._update_fields(session_id, rules.token_fields(rules.check_token_stats(stats)))
+
+    async def update_provider_config(
+        self, session_id: str, provider_name: str | None, model_config: ModelConfig | None
+    ) -> None:
+        """Set provider name and/or model config; None leaves a field unchanged (SS-13)."""
+        rules.check_session_id(session_id)
+        rules.check_provider_config(provider_name, model_config)
+        await self._update_fields(session_id, rules.provider_fields(provider_name, model_config))
+
+    async def update_recipe(
+        self,
+        session_id: str,
+        recipe: Recipe | None,
+        user_recipe_values: Mapping[str, str] | None,
+    ) -> None:
+        """Set recipe and/or its user values; None leaves a field unchanged (SS-13)."""
+        rules.check_session_id(session_id)
+        rules.check_recipe(recipe, user_recipe_values)
+        await self._update_fields(session_id, rules.recipe_fields(recipe, user_recipe_values))
+
+    # --- export, import, copy (SS-17 .. SS-19) -----------------------------------------------
+
+    async def _snapshot(self, session_id: str) -> tuple[Session, tuple[Message, ...]]:
+        """The session and its conversation, read in one transaction."""
+
+        def read(conn: sqlite3.Connection) -> tuple[_SessionRow, list[str]]:
+            return self._row(conn, session_id), self._conversation(conn, session_id)
+
+        row, texts = await self._db.read(read)
+        return _session(row), tuple(_message(t) for t in texts)
+
+    async def export_session(self, session_id: str) -> str:
+        """The session and its conversation as a version-1 document (SS-17)."""
+        rules.check_session_id(session_id)
+        session, conversation = await self._snapshot(session_id)
+        return rules.export_document(session, conversation)
+
+    async def import_session(self, document: str) -> Session:
+        """Create a new session from an export document (SS-18)."""
+        template, conversation = rules.parse_export(document)
+        rows = _message_rows(conversation)
+        now = self._now()
+
+        def write(conn: sqlite3.Connection) -> Session:
+            session = rules.imported_session(template, self._new_id(conn, now), now)
+            self._insert_session(conn, session, rows)
+            return session
+
+        created = await self._db.write(write)
+        return replace(created, message_count=len(rows))
+
+    async def copy_session(self, session_id: str, new_name: str) -> Session:
+        """A new session with what SS-19 lists, read and written in one transaction."""
+        rules.check_session_id(session_id)
+        name = rules.check_name(new_name, what="new_name")
+        now = self._now()
+
+        def write(conn: sqlite3.Connection) -> Session:
+            source = _session(self._row(conn, session_id))
+            copied = rules.copied_session(source, self._new_id(conn, now), name, now)
+            self._insert_session(conn, copied, ())
+            # The messages are copied row by row inside the database, never parsed.
+            cursor = conn.execute(
+                f"INSERT INTO {self._messages} "
+                "(session_id, position, created_at, search_text, message) "
+                "SELECT ?, row_number() OVER (ORDER BY position) - 1, created_at, "
+                f"search_text, message FROM {self._messages} WHERE session_id = ?",
+                (copied.id, session_id),
+            )
+            count = max(cursor.rowcount, 0)
+            conn.execute(
+                f"UPDATE {self._sessions} SET message_count = ?, next_position = ? "
+                "WHERE session_id = ?",
+                (count, count, copied.id),
+            )
+            return replace(copied, message_count=count)
+
+        return await self._db.write(write)
+
+    # --- search (SS-20 .. SS-22) -------------------------------------------------------------
+
+    async def search_chat_history(
+        self,
+        query: str,
+        limit: int | None = None,
+        after_date: int | None = None,
+        before_date: int | None = None,
+        exclude_session_id: str | None = None,
+    ) -> list[ChatHistoryMatch]:
+        """Messages matching ``query``, newest first (SS-20 .. SS-22), through FTS5."""
+        request = rules.check_search(query, limit, after_date, before_date, exclude_session_id)
+        if request.empty:
+            return []
+        conditions, params = self._text_condition(request.words)
+        if request.after_date is not None:
+            conditions.append("m.created_at >= ?")
+            params.append(request.after_date)
+        if request.before_date is not None:
+            conditions.append("m.created_at < ?")
+            params.append(request.before_date)
+        if request.exclude_session_id is not None:
+            conditions.append("m.session_id <> ?")
+            params.append(request.exclude_session_id)
+        where = " AND ".join(conditions) if conditions else "1"
+        sql = (
+            f"SELECT m.session_id, m.position, m.message, s.record FROM {self._messages} AS m "
+            f"LEFT JOIN {self._sessions} AS s ON s.session_id = m.session_id WHERE {where} "
+            "ORDER BY m.created_at IS NULL, m.created_at DESC, m.session_id, m.position"
+        )
+
+        def read(conn: sqlite3.Connection) -> list[ChatHistoryMatch]:
+            names: dict[str, str] = {}
+
+            def candidates() -> Iterator[rules.Candidate]:
+                for session_id, position, message, record in conn.execute(sql, params):
+                    if record is None:  # a message outlived its session: say so, do not hide it
+                        raise StorageUnavailable(
+                            f"corrupt database: messages of a missing session {session_id!r}"
+                        )
+                    if session_id not in names:
+                        names[session_id] = self._name(str(record))
+                    yield rules.Candidate(
+                        str(session_id), names[session_id], int(position), _message(message)
+                    )
+
+            # Rows come in the spec's order: stop reading after `limit` confirmed matches.
+            return rules.select_matches(request, candidates(), ordered=True)
+
+        return await self._db.read(read)
+
+    def _text_condition(self, words: Sequence[str]) -> tuple[list[str], list[Any]]:
+        """The SQL that proposes candidates for ``words`` (a superset of the matches)."""
+        if any("\x00" in word for word in words):
+            return [], []  # index_text has no NUL: check every message in Python
+        if all(len(word) >= _TRIGRAM for word in words):
+            expression = " OR ".join(_fts_phrase(word) for word in words)
+            return (
+                [f"m.id IN (SELECT rowid FROM {self._fts} WHERE {self._fts} MATCH ?)"],
+                [expression],
+            )
+        tests = " OR ".join("instr(m.search_text, ?) > 0" for _ in words)
+        return [f"({tests})"], list(words)
+
+    @staticmethod
+    def _name(record: str) -> str:
+        try:
+            name = load_json(record)["name"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _corrupt("session", exc) from exc
+        if not isinstance(name, str):
+            raise StorageUnavailable("corrupt session in the database: name is not a str")
+        return name
+
+
+def open_store(ctx: StoreContext) -> AbstractAsyncContextManager[SQLiteSessionStore]:
+    """The kit's opener: the context's database file and namespace prefix (an async CM)."""
+    path, prefix = context_location(ctx)
+    return SQLiteSessionStore(path, prefix=prefix, clock=ctx.clock)

@@ -1,0 +1,37 @@
+"""The session-store suite fails every broken backend, naming the violated requirement."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentstores.conformance.backend import Family
+from agentstores.conformance.runner import run_suites
+
+from .broken.session_store import BROKEN
+from .conftest import require_redis
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_suite_fails_broken_backend(name: str) -> None:
+    """Each bug makes the suite fail, its requirement among the failed ones, and a focused
+    test (not only the state machine, which cites nearly every ID) catches it."""
+    backend, requirement_id = BROKEN[name]
+    if backend.lifespan is not None:
+        require_redis()
+    report = run_suites(
+        backend,
+        families=[Family.SESSION_STORE],
+        requirements=[requirement_id],
+        pytest_args=["-x"],
+    )
+    assert not report.passed, f"the suite passed the broken backend {name!r}"
+    failed = report.failed_requirements()
+    assert requirement_id in failed, f"{name}: expected {requirement_id} to fail, got {failed}"
+    focused = [
+        t
+        for t in report.tests
+        if t.failed and requirement_id in t.requirements and len(t.requirements) <= 4
+    ]
+    assert focused, (
+        f"{name}: only broad tests failed: {[t.nodeid for t in report.tests if t.failed]}"
+    )
