@@ -1,0 +1,640 @@
+"""The session-service family on Redis (spec ``session_service.md``): hashes, lexicographic
+sorted sets, and one Lua script per operation.
+
+Keys (layout and escaping in :mod:`agentstores.reference.redis._client`; ``A`` an app, ``U`` a
+user, ``S`` a session id); every key of an app carries the hash tag of ``A``::
+
+    sv.session:U:S   hash   agent_id (JSON), metadata (JSON), created_at, last_update_time,
+                            version, appended (events ever appended), member (its sv.index entry)
+    sv.sstate:U:S    hash   the session's own state: key -> JSON value
+    sv.ustate:U      hash   the pair's user: state: key -> JSON value
+    sv.astate        hash   the app's app: state: key -> JSON value
+    sv.index:U       zset   the pair's sessions: hex16(2**63-1 - last_update_time) + S
+    sv.order:U:S     zset   the session's events: hex16(timestamp) + hex16(seq)
+    sv.events:U:S    hash   sv.order member -> the event as JSON (event_to_json)
+    sv.ids:U:S       hash   event id -> sv.order member (duplicate ids, SV-13)
+
+Every sorted set has all scores 0, so Redis orders it by the member's bytes: fixed-width hex
+keeps any time up to 2**63-1 exact (a double score could not), and UTF-8 byte order is
+code-point order. So ``sv.index:U`` is SV-6's order and ``sv.order:U:S`` is SV-16's; the newest
+``n`` events are ``ZRANGE -n -1`` and a time range is a ``BYLEX`` range, each O(log N + n).
+An append is a few O(log N) commands, whatever the session's length. State values are opaque
+JSON strings to Lua (its cjson would round big integers and ``-0.0``); only Python parses them.
+
+Atomicity and concurrency: each write is one Lua script that checks and writes in isolation.
+``append_event`` and ``update_state`` compare the stored ``version`` with the caller's inside
+the script and refuse with ``Conflict`` if they differ, so the check holds for every client of
+the server (SV-15), and the event, its state delta and the new version land together (SV-14).
+Reads of a session are scripts too. ``list`` and ``search`` first read the pair's index, then
+run a script that declares the sessions' keys, checks that the index is unchanged and reads
+everything; if a write got in between, they try again.
+
+Slots: a delta may touch the app's state, so every key of an app shares the app's slot; each
+script touches one slot, and stores of many apps spread over a cluster. The backend does not
+claim the ``cluster`` capability (the kit tests one server).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import TracebackType
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+
+from agentstores.conformance.backend import StoreContext
+from agentstores.spec.errors import AlreadyExists, Conflict, NotFound, StorageUnavailable
+from agentstores.spec.session_service import (
+    CreateRequest,
+    Event,
+    EventFilter,
+    GetRequest,
+    ListRequest,
+    ScopedDelta,
+    SearchOptions,
+    SearchResult,
+    Session,
+    UpdateRequest,
+    check_state_delta,
+    split_state_delta,
+)
+from agentstores.spec.values import Clock, JSONObject, dump_json, system_clock
+
+from .. import session_service_rules as rules
+from . import server
+from ._client import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_SOCKET_TIMEOUT,
+    ClientHandle,
+    KeySpace,
+    Script,
+    load_record,
+    text,
+    translate_errors,
+)
+
+__all__ = ["RedisSessionService", "open_store"]
+
+_MAX_TIME = 2**63 - 1
+#: Redis takes ZRANGE bounds as signed 64-bit; a larger page means "to the end".
+_MAX_RANK = 2**62
+#: How often list and search re-read when writes keep changing the index under them.
+_READ_ATTEMPTS = 100
+
+
+def _hex(value: int) -> str:
+    return f"{value:016x}"
+
+
+# --- Lua ------------------------------------------------------------------------------------
+#
+# Session scripts share KEYS[1..8] (see _session_keys): 1 sv.session, 2 sv.sstate, 3 sv.ustate,
+# 4 sv.astate, 5 sv.index, 6 sv.events, 7 sv.order, 8 sv.ids.
+
+_LIB = """
+-- Set n field/value pairs of ARGV, from index i, in hash key; return the next index.
+local function put_pairs(key, i, n)
+  for _ = 1, n do
+    redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+    i = i + 2
+  end
+  return i
+end
+
+-- Apply the three scoped parts of a delta: counts at ARGV[c], ARGV[c+1], ARGV[c+2].
+local function put_delta(c)
+  local i = put_pairs(KEYS[2], c + 3, tonumber(ARGV[c]))
+  i = put_pairs(KEYS[3], i, tonumber(ARGV[c + 1]))
+  put_pairs(KEYS[4], i, tonumber(ARGV[c + 2]))
+end
+
+-- Move the session to a new place in the pair's index and stamp the time.
+local function touch(now, member)
+  local old = redis.call('HGET', KEYS[1], 'member')
+  if old then redis.call('ZREM', KEYS[5], old) end
+  redis.call('ZADD', KEYS[5], 0, member)
+  redis.call('HSET', KEYS[1], 'last_update_time', now, 'member', member)
+end
+
+local function view()
+  return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]),
+          redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4])}
+end
+
+-- SV-15: nil if the session may be written from version v, else the refusal.
+local function refuse(v)
+  local stored = redis.call('HGET', KEYS[1], 'version')
+  if not stored then return {'missing'} end
+  if stored ~= v then return {'conflict', stored} end
+  return nil
+end
+"""
+
+# ARGV: 1 now, 2 index member, 3 agent JSON, 4 metadata JSON, 5..7 delta counts, 8.. pairs.
+_CREATE = Script(
+    _LIB
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
+redis.call('HSET', KEYS[1], 'agent_id', ARGV[3], 'metadata', ARGV[4], 'created_at', ARGV[1],
+           'version', '0', 'appended', '0')
+touch(ARGV[1], ARGV[2])
+put_delta(5)
+return {'ok', view()}
+"""
+)
+
+# ARGV: 1 version, 2 event id, 3 hex16(timestamp), 4 event JSON, 5 now, 6 index member,
+# 7..9 delta counts, 10.. pairs. Checks come first: a refused append writes nothing.
+_APPEND = Script(
+    _LIB
+    + """
+local refused = refuse(ARGV[1])
+if refused then return refused end
+if redis.call('HEXISTS', KEYS[8], ARGV[2]) == 1 then return {'duplicate'} end
+local seq = redis.call('HINCRBY', KEYS[1], 'appended', 1) - 1
+local member = ARGV[3] .. string.format('%016x', seq)
+redis.call('ZADD', KEYS[7], 0, member)
+redis.call('HSET', KEYS[6], member, ARGV[4])
+redis.call('HSET', KEYS[8], ARGV[2], member)
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+touch(ARGV[5], ARGV[6])
+put_delta(7)
+return {'ok', view()}
+"""
+)
+
+# ARGV: 1 version, 2 now, 3 index member, 4..6 delta counts, 7.. pairs.
+_UPDATE_STATE = Script(
+    _LIB
+    + """
+local refused = refuse(ARGV[1])
+if refused then return refused end
+redis.call('HINCRBY', KEYS[1], 'version', 1)
+touch(ARGV[2], ARGV[3])
+put_delta(4)
+return {'ok', view()}
+"""
+)
+
+# ARGV: 1 metadata JSON, 2 now, 3 index member. 0 if the session is missing.
+_UPDATE = Script(
+    _LIB
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'metadata', ARGV[1])
+touch(ARGV[2], ARGV[3])
+return 1
+"""
+)
+
+# 0 if the session is missing; else removes it, its events and its own state.
+_DELETE = Script(
+    """
+local member = redis.call('HGET', KEYS[1], 'member')
+if not member then return 0 end
+redis.call('ZREM', KEYS[5], member)
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[6], KEYS[7], KEYS[8])
+return 1
+"""
+)
+
+# ARGV: 1 mode: 'all', 'last' (2 n) or 'range' (2 min, 3 max: BYLEX bounds).
+# Returns false if the session is missing, else {view, {event JSON...}} in SV-16's order.
+_READ = Script(
+    _LIB
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local members
+if ARGV[1] == 'all' then
+  members = redis.call('ZRANGE', KEYS[7], 0, -1)
+elseif ARGV[1] == 'last' then
+  -- n may exceed what a Lua number passes to Redis as an integer: cap it at the count.
+  local n = math.min(tonumber(ARGV[2]), redis.call('ZCARD', KEYS[7]))
+  if n == 0 then members = {} else members = redis.call('ZRANGE', KEYS[7], -n, -1) end
+else
+  members = redis.call('ZRANGE', KEYS[7], ARGV[2], ARGV[3], 'BYLEX')
+end
+local bodies = {}
+for i, member in ipairs(members) do bodies[i] = redis.call('HGET', KEYS[6], member) end
+return {view(), bodies}
+"""
+)
+
+# KEYS: 1 sv.index:U, 2 sv.ustate:U, 3 sv.astate, then per listed session sv.session:U:S and
+# sv.sstate:U:S. ARGV: 1 start, 2 stop (ZRANGE ranks), 3.. the members the caller read there.
+# {'retry'} if the index changed since, else {'ok', user state, app state, {session, state}...}.
+_LIST = Script(
+    """
+local members = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2])
+if #members ~= #ARGV - 2 then return {'retry'} end
+for i, member in ipairs(members) do
+  if member ~= ARGV[i + 2] then return {'retry'} end
+end
+local rows = {}
+for i = 1, #members do
+  rows[i] = {redis.call('HGETALL', KEYS[2 + 2 * i]), redis.call('HGETALL', KEYS[3 + 2 * i])}
+end
+return {'ok', redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), rows}
+"""
+)
+
+# KEYS: 1 sv.index:U, then per session sv.session:U:S, sv.order:U:S, sv.events:U:S.
+# ARGV: the whole index as the caller read it. {'retry'} if it changed, else
+# {'ok', {agent JSON, {event JSON...}}...} with each session's events in SV-16's order.
+_SEARCH = Script(
+    """
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+if #members ~= #ARGV then return {'retry'} end
+for i, member in ipairs(members) do
+  if member ~= ARGV[i] then return {'retry'} end
+end
+local sessions = {}
+for i = 1, #members do
+  local base = 3 * i - 1
+  local bodies = {}
+  for j, m in ipairs(redis.call('ZRANGE', KEYS[base + 1], 0, -1)) do
+    bodies[j] = redis.call('HGET', KEYS[base + 2], m)
+  end
+  sessions[i] = {redis.call('HGET', KEYS[base], 'agent_id'), bodies}
+end
+return {'ok', sessions}
+"""
+)
+
+
+def _hash(flat: Sequence[Any]) -> dict[str, str]:
+    """A HGETALL reply as a dict of str."""
+    return {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def _json_hash(flat: Sequence[Any], what: str) -> JSONObject:
+    """A hash of JSON values (a state scope) as a dict."""
+    return {key: load_record(value, what=what) for key, value in _hash(flat).items()}
+
+
+def _event(raw: Any) -> Event:
+    try:
+        return rules.event_from_json(load_record(raw, what="event"))
+    except (ValueError, TypeError) as exc:
+        raise StorageUnavailable(f"corrupt event in Redis: {exc}") from exc
+
+
+def _delta_args(parts: ScopedDelta) -> list[str]:
+    """The three counts and the field/value pairs of a delta's stored scopes, as ARGV."""
+    scopes = (parts.session, parts.user, parts.app)
+    args = [str(len(scope)) for scope in scopes]
+    for scope in scopes:
+        for key, value in scope.items():
+            args += [key, dump_json(value)]
+    return args
+
+
+class RedisSessionService:
+    """A :class:`~agentstores.spec.session_service.SessionService` on Redis.
+
+    Args:
+        url: a Redis URL (``redis://host:6379/0``); or give ``client`` or ``connection_pool``
+            instead (exactly one of the three; a caller's client or pool is not closed here).
+        prefix: prepended to every key (no ``{`` or ``}``); stores with distinct prefixes
+            never see each other's data (G-19).
+        clock: the source of every time the store stamps (G-6).
+        socket_connect_timeout, socket_timeout: seconds, for a client made from ``url``.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: aioredis.Redis | None = None,
+        connection_pool: aioredis.ConnectionPool | None = None,
+        prefix: str = "agentstores:",
+        clock: Clock = system_clock,
+        socket_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+    ) -> None:
+        self._keys = KeySpace(prefix)
+        self._handle = ClientHandle(
+            url=url,
+            client=client,
+            connection_pool=connection_pool,
+            socket_connect_timeout=socket_connect_timeout,
+            socket_timeout=socket_timeout,
+        )
+        self._clock = clock
+
+    # --- keys and replies ------------------------------------------------------------------
+
+    def _key(self, kind: str, app: str, *parts: str) -> str:
+        return self._keys.key(kind, *parts, tag=(app,))
+
+    def _session_keys(self, app: str, user: str, session_id: str) -> list[str]:
+        """KEYS[1..8] of the session scripts."""
+        return [
+            self._key("sv.session", app, user, session_id),
+            self._key("sv.sstate", app, user, session_id),
+            self._key("sv.ustate", app, user),
+            self._key("sv.astate", app),
+            self._key("sv.index", app, user),
+            self._key("sv.events", app, user, session_id),
+            self._key("sv.order", app, user, session_id),
+            self._key("sv.ids", app, user, session_id),
+        ]
+
+    @staticmethod
+    def _member(now: int, session_id: str) -> str:
+        """The session's entry in its pair's index: newest first, then by id (SV-6)."""
+        return _hex(_MAX_TIME - now) + session_id
+
+    @staticmethod
+    def _session(
+        app: str,
+        user: str,
+        session_id: str,
+        fields: Mapping[str, str],
+        state: JSONObject,
+        events: tuple[Event, ...],
+    ) -> Session:
+        try:
+            return Session(
+                id=session_id,
+                app_name=app,
+                user_id=user,
+                agent_id=load_record(fields["agent_id"], what="agent id"),
+                state=state,
+                events=events,
+                last_update_time=int(fields["last_update_time"]),
+                created_at=int(fields["created_at"]),
+                metadata=load_record(fields["metadata"], what="metadata"),
+                version=int(fields["version"]),
+            )
+        except (KeyError, ValueError) as exc:
+            raise StorageUnavailable(f"corrupt session {session_id!r} in Redis: {exc}") from exc
+
+    def _view(
+        self,
+        key: tuple[str, str, str],
+        reply: Sequence[Any],
+        events: tuple[Event, ...],
+        temp: Mapping[str, Any] | None = None,
+    ) -> Session:
+        """A session from a script's ``view()`` reply (SV-10), plus this call's temp: keys."""
+        fields, own, user_state, app_state = reply
+        state = {
+            **_json_hash(app_state, "app state"),
+            **_json_hash(user_state, "user state"),
+            **_json_hash(own, "session state"),
+            **(temp or {}),
+        }
+        return self._session(*key, _hash(fields), state, events)
+
+    @staticmethod
+    def _refusal(reply: Sequence[Any], session: Session) -> None:
+        """Raise the error a refused write's reply names (SV-13, SV-15)."""
+        status = text(reply[0])
+        if status == "missing":
+            raise NotFound(f"no session {session.id!r} for this app and user")
+        if status == "conflict":
+            actual = int(text(reply[1]))
+            raise Conflict(
+                f"session {session.id!r} changed since it was read",
+                expected=session.version,
+                actual=actual,
+            )
+        if status != "ok":
+            raise StorageUnavailable(f"unexpected reply from Redis: {status!r}")
+
+    # --- sessions (SV-1 .. SV-6) -------------------------------------------------------------
+
+    async def create(self, request: CreateRequest) -> Session:
+        """Create a session and apply its initial state (SV-1, SV-2)."""
+        req = rules.check_create(request)
+        parts = split_state_delta(req.state)
+        app, user = req.app_name, req.user_id
+        async with translate_errors("create"):
+            while True:
+                session_id = req.session_id if req.session_id is not None else rules.new_id()
+                now = self._clock()
+                args = [
+                    str(now),
+                    self._member(now, session_id),
+                    dump_json(req.agent_id),
+                    dump_json(req.metadata),
+                    *_delta_args(parts),
+                ]
+                keys = self._session_keys(app, user, session_id)
+                reply = await _CREATE(self._handle.client, keys, args)
+                if text(reply[0]) == "ok":
+                    return self._view((app, user, session_id), reply[1], (), parts.temp)
+                if req.session_id is not None:
+                    raise AlreadyExists(f"session {session_id!r} exists for this app and user")
+                # A chosen id that is taken (practically never): choose again.
+
+    async def get(self, request: GetRequest) -> Session | None:
+        """The session with its merged state and events (SV-3, SV-10, SV-16)."""
+        req = rules.check_get(request)
+        key = (req.app_name, req.user_id, req.session_id)
+        if req.num_recent_events is None:
+            args = ["all"]
+        else:
+            args = ["last", str(min(req.num_recent_events, _MAX_RANK))]
+        async with translate_errors("get"):
+            reply = await _READ(self._handle.client, self._session_keys(*key), args)
+        if not reply:
+            return None
+        return self._view(key, reply[0], tuple(_event(body) for body in reply[1]))
+
+    async def update(self, request: UpdateRequest) -> None:
+        """Replace the session's metadata; version unchanged (SV-4)."""
+        req = rules.check_update(request)
+        now = self._clock()
+        args = [dump_json(req.metadata), str(now), self._member(now, req.session_id)]
+        keys = self._session_keys(req.app_name, req.user_id, req.session_id)
+        async with translate_errors("update"):
+            found = await _UPDATE(self._handle.client, keys, args)
+        if not found:
+            raise NotFound(f"no session {req.session_id!r} for this app and user")
+
+    async def delete(self, app_name: str, user_id: str, session_id: str) -> None:
+        """Delete the session, its events and its own state (SV-5)."""
+        key = rules.check_key(app_name, user_id, session_id)
+        async with translate_errors("delete"):
+            found = await _DELETE(self._handle.client, self._session_keys(*key), [])
+        if not found:
+            raise NotFound(f"no session {session_id!r} for this app and user")
+
+    async def list(self, request: ListRequest) -> list[Session]:
+        """The pair's sessions, newest update first, paged, without events (SV-6)."""
+        req = rules.check_list(request)
+        app, user = req.app_name, req.user_id
+        if req.limit == 0 or req.offset >= _MAX_RANK:
+            return []
+        start = req.offset
+        stop = -1 if req.limit is None else min(start + req.limit - 1, _MAX_RANK)
+        index = self._key("sv.index", app, user)
+        fixed = [index, self._key("sv.ustate", app, user), self._key("sv.astate", app)]
+        async with translate_errors("list"):
+            for _ in range(_READ_ATTEMPTS):
+                raw = await self._handle.client.zrange(index, start, stop)
+                members = [text(m) for m in cast("list[bytes | str]", raw)]
+                ids = [member[16:] for member in members]
+                keys = list(fixed)
+                for session_id in ids:
+                    keys += [
+                        self._key("sv.session", app, user, session_id),
+                        self._key("sv.sstate", app, user, session_id),
+                    ]
+                reply = await _LIST(self._handle.client, keys, [str(start), str(stop), *members])
+                if text(reply[0]) != "ok":
+                    continue
+                shared = {
+                    **_json_hash(reply[2], "app state"),
+                    **_json_hash(reply[1], "user state"),
+                }
+                return [
+                    self._session(
+                        app,
+                        user,
+                        session_id,
+                        _hash(row[0]),
+                        {**shared, **_json_hash(row[1], "session state")},
+                        (),
+                    )
+                    for session_id, row in zip(ids, reply[3], strict=True)
+                ]
+        raise StorageUnavailable("list: the index kept changing; try again")
+
+    # --- events and state (SV-11 .. SV-18) -------------------------------------------------
+
+    async def append_event(self, session: Session, event: Event) -> Session:
+        """Append the event and apply its delta atomically, if the session is fresh (SV-13)."""
+        handle = rules.check_handle(session)
+        checked = rules.check_event(event)
+        parts = split_state_delta(checked.actions.state_delta)
+        key = (handle.app_name, handle.user_id, handle.id)
+        keys = self._session_keys(*key)
+        async with translate_errors("append_event"):
+            while True:
+                event_id = checked.id if checked.id is not None else rules.new_id()
+                now = self._clock()
+                stored = rules.stored_event(checked, event_id=event_id, now=now)
+                assert stored.timestamp is not None
+                args = [
+                    str(handle.version),
+                    event_id,
+                    _hex(stored.timestamp),
+                    dump_json(rules.event_to_json(stored)),
+                    str(now),
+                    self._member(now, handle.id),
+                    *_delta_args(parts),
+                ]
+                reply = await _APPEND(self._handle.client, keys, args)
+                if text(reply[0]) != "duplicate":
+                    break
+                if checked.id is not None:
+                    raise AlreadyExists(f"event {event_id!r} exists in session {handle.id!r}")
+        self._refusal(reply, handle)
+        return self._view(key, reply[1], (*handle.events, stored), parts.temp)
+
+    async def update_state(self, session: Session, delta: Mapping[str, Any]) -> Session:
+        """Apply a state delta without an event, if the session is fresh (SV-11, SV-15)."""
+        handle = rules.check_handle(session)
+        parts = split_state_delta(rules.copy_json(check_state_delta(delta)))
+        key = (handle.app_name, handle.user_id, handle.id)
+        now = self._clock()
+        args = [str(handle.version), str(now), self._member(now, handle.id), *_delta_args(parts)]
+        async with translate_errors("update_state"):
+            reply = await _UPDATE_STATE(self._handle.client, self._session_keys(*key), args)
+        self._refusal(reply, handle)
+        return self._view(key, reply[1], tuple(handle.events), parts.temp)
+
+    async def get_events(
+        self, app_name: str, user_id: str, session_id: str, filter: EventFilter | None = None
+    ) -> builtins.list[Event]:
+        """The session's events that the filter selects, in order, paged (SV-16 .. SV-18)."""
+        key = rules.check_key(app_name, user_id, session_id)
+        f = rules.check_filter(filter)
+        # The time range is a range of the order index: a member is hex16(ts) + hex16(seq),
+        # so "[" + hex16(start) starts at the first event at start, "(" + hex16(end) stops
+        # before the first event at end (SV-18's half-open range).
+        low = "-" if f.start_time is None else "[" + _hex(f.start_time)
+        high = "+" if f.end_time is None else "(" + _hex(f.end_time)
+        async with translate_errors("get_events"):
+            reply = await _READ(self._handle.client, self._session_keys(*key), ["range", low, high])
+        if not reply:
+            raise NotFound(f"no session {session_id!r} for this app and user")
+        return rules.filter_events((_event(body) for body in reply[1]), f)
+
+    # --- search (SV-19 .. SV-25) -------------------------------------------------------------
+
+    async def search(self, options: SearchOptions) -> builtins.list[SearchResult]:
+        """Matching events of the pair's sessions, most relevant first (SV-19 .. SV-24)."""
+        opts = rules.check_search(options)
+        app, user = opts.app_name, opts.user_id
+        index = self._key("sv.index", app, user)
+        async with translate_errors("search"):
+            for _ in range(_READ_ATTEMPTS):
+                raw = await self._handle.client.zrange(index, 0, -1)
+                members = [text(m) for m in cast("list[bytes | str]", raw)]
+                ids = [member[16:] for member in members]
+                if opts.session_id is not None and opts.session_id not in ids:
+                    return []
+                keys = [index]
+                for session_id in ids:
+                    keys += [
+                        self._key("sv.session", app, user, session_id),
+                        self._key("sv.order", app, user, session_id),
+                        self._key("sv.events", app, user, session_id),
+                    ]
+                reply = await _SEARCH(self._handle.client, keys, members)
+                if text(reply[0]) == "ok":
+                    break
+            else:
+                raise StorageUnavailable("search: the index kept changing; try again")
+        hits = []
+        for session_id, (raw_agent, bodies) in zip(ids, reply[1], strict=True):
+            agent_id = load_record(raw_agent, what="agent id")
+            if not rules.session_selected(opts, session_id, agent_id):
+                continue
+            for index_in_session, body in enumerate(bodies):
+                hit = rules.search_hit(
+                    opts,
+                    session_id=session_id,
+                    agent_id=agent_id,
+                    message_index=index_in_session,
+                    event=_event(body),
+                )
+                if hit is not None:
+                    hits.append(hit)
+        return rules.page_results(hits, opts)
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close the client if this store made it; idempotent (G-16)."""
+        await self._handle.close()
+
+    async def __aenter__(self) -> RedisSessionService:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+@asynccontextmanager
+async def _opened(context: StoreContext) -> AsyncIterator[RedisSessionService]:
+    async with RedisSessionService(
+        server.current_url(), prefix=context.namespace + ":", clock=context.clock
+    ) as store:
+        yield store
+
+
+def open_store(context: StoreContext) -> AbstractAsyncContextManager[RedisSessionService]:
+    """The kit's opener: key prefix ``namespace:`` on the server of the backend's lifespan."""
+    return _opened(context)
