@@ -1,0 +1,571 @@
+"""The Redis memory store (spec ``memory_storage.md``).
+
+Keys (see :class:`~._client.KeySpace`; the seed's table prefix is the key prefix, MS-29). Every
+key of a user carries the user's hash tag, so each operation on a user's data stays in one
+cluster slot:
+
+* ``ms.mems`` (hash, per user): memory id -> the memory as JSON;
+* ``ms.sum:<session>`` (hash, per user): ``summary``, ``created_at``, ``updated_at``;
+* ``ms.order:<session>`` (list, per user): message ids in save order (MS-18);
+  ``ms.data:<session>`` (hash): id -> the stored message as JSON;
+  ``ms.time:<session>`` (sorted set): id scored by ``created_at``, for retention (MS-22);
+* ``ms.sessions`` (set, per user): the sessions in which the user has messages;
+* ``ms.owner:<memory id>`` (string, store-wide): the owner of a memory id, so that ids are
+  unique in the store (MS-3) and ``delete_user_memory`` finds a memory by id alone (MS-10).
+
+Costs: saving a message is one script of O(1) commands; the newest N messages are one
+``LRANGE`` of N ids and one ``HMGET``; the count is ``LLEN``; clean-up by limit touches only
+the dropped messages of that one conversation; clean-up by time rebuilds the list of each
+conversation of the user that loses messages. A user's memories are read whole (``HVALS``)
+and ordered, searched or ranked in Python; semantic retrieval embeds them all with the query.
+
+Every write is one Lua script, atomic on the server. Where a script needs what the store read
+first (the owner of an id, the members to clear, a memory's creation time), it re-checks that
+state and the store retries if another client changed it meanwhile. The owner keys live in the
+store-wide slot, so the memory scripts span two slots: this store runs on one Redis server,
+not on a cluster. Sorted-set scores are doubles: times beyond 2**53 ms (year 287396) would
+lose precision in retention.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import TracebackType
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from agentstores.conformance.backend import StoreContext
+from agentstores.spec.errors import AlreadyExists, NotFound, NotSupported, StorageUnavailable
+from agentstores.spec.memory_storage import (
+    ConversationMessage,
+    Embedder,
+    MemoryRetrieval,
+    SessionSummary,
+    UserMemory,
+)
+from agentstores.spec.messages import Message, message_from_json, message_to_json
+from agentstores.spec.values import Clock, check_id, dump_json, load_json, system_clock
+
+from .. import memory_storage_rules as rules
+from . import server
+from ._client import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_SOCKET_TIMEOUT,
+    ClientHandle,
+    KeySpace,
+    Script,
+    load_record,
+    text,
+    translate_errors,
+)
+
+__all__ = ["SCHEMA_VERSION", "RedisMemoryStorage", "open_store"]
+
+#: The layout version kept in the store's ``ms.schema`` key (MS-28).
+SCHEMA_VERSION = 1
+#: How often a store re-runs a script whose precondition another client changed meanwhile.
+_RETRIES = 100
+
+# Lua keeps at most a few thousand values on its stack: big id lists go in chunks.
+_CHUNKED = """
+local function chunked(command, key, items)
+  for i = 1, #items, 500 do
+    redis.call(command, key, unpack(items, i, math.min(i + 499, #items)))
+  end
+end
+"""
+
+_SAVE_MEMORY = Script(
+    """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1
+"""
+)
+
+# Replace a memory only if it is still what the caller read (its creation time stays).
+_REPLACE_MEMORY = Script(
+    """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+)
+
+_DELETE_OWNED = Script(
+    """
+if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+"""
+)
+
+# KEYS[1] the user's memories, KEYS[1 + i] the owner key of ARGV[i].
+_DELETE_BY_IDS = Script(
+    """
+for i = 1, #ARGV do
+  if redis.call('HDEL', KEYS[1], ARGV[i]) == 1 then redis.call('DEL', KEYS[i + 1]) end
+end
+return 1
+"""
+)
+
+# Clear only if the user's memories are exactly ARGV (else someone added one: retry).
+_CLEAR = Script(
+    """
+if redis.call('HLEN', KEYS[1]) ~= #ARGV then return 0 end
+for i = 1, #ARGV do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then return 0 end
+end
+for i = 1, #KEYS do redis.call('DEL', KEYS[i]) end
+return 1
+"""
+)
+
+_PUT_SUMMARY = Script(
+    """
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HSETNX', KEYS[1], 'created_at', ARGV[2])
+redis.call('HSET', KEYS[1], 'summary', ARGV[1], 'updated_at', ARGV[2])
+return redis.call('HGET', KEYS[1], 'created_at')
+"""
+)
+
+# KEYS: order, data, time, sessions. ARGV: id, record, created_at, session id.
+_SAVE_MESSAGE = Script(
+    """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[4])
+return 1
+"""
+)
+
+_GET_MESSAGES = Script(
+    """
+local limit = tonumber(ARGV[1])
+local ids
+if limit == 0 then ids = redis.call('LRANGE', KEYS[1], 0, -1)
+else ids = redis.call('LRANGE', KEYS[1], -limit, -1) end
+local records = {}
+for i = 1, #ids, 500 do
+  local part = redis.call('HMGET', KEYS[2], unpack(ids, i, math.min(i + 499, #ids)))
+  for j = 1, #part do records[#records + 1] = part[j] end
+end
+return records
+"""
+)
+
+_DELETE_MESSAGES = Script(
+    """
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('SREM', KEYS[4], ARGV[1])
+return 1
+"""
+)
+
+_CLEANUP_BY_LIMIT = Script(
+    _CHUNKED
+    + """
+local drop = redis.call('LLEN', KEYS[1]) - tonumber(ARGV[1])
+if drop <= 0 then return 0 end
+local ids = redis.call('LRANGE', KEYS[1], 0, drop - 1)
+redis.call('LTRIM', KEYS[1], drop, -1)
+chunked('HDEL', KEYS[2], ids)
+chunked('ZREM', KEYS[3], ids)
+return drop
+"""
+)
+
+# KEYS[1] the user's sessions; then (order, data, time) per session ARGV[1 + i].
+# ARGV[1] the bound; the sessions must be exactly ARGV[2..] (else retry).
+_CLEANUP_OLD = Script(
+    _CHUNKED
+    + """
+if redis.call('SCARD', KEYS[1]) ~= #ARGV - 1 then return 0 end
+for i = 2, #ARGV do
+  if redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 0 then return 0 end
+end
+for i = 2, #ARGV do
+  local order, data, time = KEYS[3 * i - 4], KEYS[3 * i - 3], KEYS[3 * i - 2]
+  local old = redis.call('ZRANGEBYSCORE', time, '-inf', '(' .. ARGV[1])
+  if #old > 0 then
+    if #old == redis.call('LLEN', order) then
+      redis.call('DEL', order, data, time)
+      redis.call('SREM', KEYS[1], ARGV[i])
+    else
+      local gone = {}
+      for _, id in ipairs(old) do gone[id] = true end
+      local kept = {}
+      for _, id in ipairs(redis.call('LRANGE', order, 0, -1)) do
+        if not gone[id] then kept[#kept + 1] = id end
+      end
+      redis.call('DEL', order)
+      chunked('RPUSH', order, kept)
+      chunked('HDEL', data, old)
+      redis.call('ZREMRANGEBYSCORE', time, '-inf', '(' .. ARGV[1])
+    end
+  end
+end
+return 1
+"""
+)
+
+_MIGRATE = Script(
+    """
+redis.call('SETNX', KEYS[1], ARGV[1])
+return redis.call('GET', KEYS[1])
+"""
+)
+
+
+def _memory(raw: bytes | str) -> UserMemory:
+    return rules.memory_from_json(load_record(raw, what="memory"))
+
+
+class RedisMemoryStorage:
+    """A :class:`~agentstores.spec.memory_storage.MemoryStorage` on Redis.
+
+    Args:
+        url: a Redis URL (``redis://host:6379/0``); or give ``client`` or ``connection_pool``
+            instead (exactly one of the three; a caller's client or pool is not closed here).
+        prefix: prepended to every key (no ``{`` or ``}``): the seed's table prefix (MS-29).
+        clock: the source of every time the store stamps (G-6).
+        embedder: enables ``semantic`` retrieval (MS-7); without it semantic is NotSupported.
+        socket_connect_timeout, socket_timeout: seconds, for a client made from ``url``.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: aioredis.Redis | None = None,
+        connection_pool: aioredis.ConnectionPool | None = None,
+        prefix: str = "agentstores:",
+        clock: Clock = system_clock,
+        embedder: Embedder | None = None,
+        socket_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+    ) -> None:
+        self._keys = KeySpace(prefix)
+        self._handle = ClientHandle(
+            url=url,
+            client=client,
+            connection_pool=connection_pool,
+            socket_connect_timeout=socket_connect_timeout,
+            socket_timeout=socket_timeout,
+        )
+        self._clock = clock
+        self._embedder = embedder
+
+    # --- keys --------------------------------------------------------------------------------
+
+    def _memories_key(self, user_id: str) -> str:
+        return self._keys.key("ms.mems", tag=(user_id,))
+
+    def _owner_key(self, memory_id: str) -> str:
+        return self._keys.key("ms.owner", memory_id)
+
+    def _summary_key(self, session_id: str, user_id: str) -> str:
+        return self._keys.key("ms.sum", session_id, tag=(user_id,))
+
+    def _sessions_key(self, user_id: str) -> str:
+        return self._keys.key("ms.sessions", tag=(user_id,))
+
+    def _conversation_keys(self, session_id: str, user_id: str) -> list[str]:
+        """The order list, data hash and time set of the conversation of (session, user)."""
+        return [
+            self._keys.key(kind, session_id, tag=(user_id,))
+            for kind in ("ms.order", "ms.data", "ms.time")
+        ]
+
+    async def _script(
+        self, script: Script, what: str, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        async with translate_errors(what):
+            return await script(self._handle.client, keys, args)
+
+    # --- lifecycle (MS-26 .. MS-28) ------------------------------------------------------------
+
+    async def health(self) -> None:
+        """Return if the server answers PING; StorageUnavailable otherwise (MS-26)."""
+        async with translate_errors("health"):
+            await self._handle.client.ping()
+
+    async def migrate(self) -> None:
+        """Record the layout version; StorageUnavailable if the data is newer (MS-28)."""
+        found = await self._script(
+            _MIGRATE, "migrate", [self._keys.key("ms.schema")], [SCHEMA_VERSION]
+        )
+        if int(text(found)) > SCHEMA_VERSION:
+            raise StorageUnavailable(
+                f"the keys under {self._keys.prefix!r} have layout version {text(found)}, "
+                f"newer than {SCHEMA_VERSION}"
+            )
+
+    async def close(self) -> None:
+        """Close the client if this store made it; idempotent (G-16, MS-27)."""
+        await self._handle.close()
+
+    async def __aenter__(self) -> RedisMemoryStorage:
+        try:
+            await self.migrate()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- user memories (MS-3 .. MS-13) ---------------------------------------------------------
+
+    async def _load_memories(self, user_id: str) -> list[UserMemory]:
+        async with translate_errors("read memories"):
+            values = await self._handle.client.hvals(self._memories_key(user_id))
+        return [_memory(value) for value in values]
+
+    async def save_user_memory(self, memory: UserMemory) -> UserMemory:
+        """Store a new memory stamped now; AlreadyExists if its id is taken (MS-3)."""
+        rules.check_memory(memory)
+        now = self._clock()
+        stored = UserMemory(memory.id, memory.user_id, memory.memory, memory.input, now, now)
+        keys = [self._owner_key(memory.id), self._memories_key(memory.user_id)]
+        args = [memory.id, memory.user_id, dump_json(rules.memory_to_json(stored))]
+        if not await self._script(_SAVE_MEMORY, "save_user_memory", keys, args):
+            raise AlreadyExists(f"memory {memory.id!r} exists")
+        return stored
+
+    async def get_user_memories(
+        self,
+        user_id: str,
+        limit: int = 0,
+        retrieval: MemoryRetrieval = MemoryRetrieval.LAST_N,
+        query: str | None = None,
+    ) -> list[UserMemory]:
+        """The user's memories by retrieval, at most ``limit`` (MS-4 .. MS-8)."""
+        check_id(user_id, what="user id")
+        limit = rules.check_limit(limit)
+        chosen, checked_query = rules.check_retrieval(retrieval, query)
+        if chosen is MemoryRetrieval.SEMANTIC and self._embedder is None:
+            raise NotSupported("this store has no embedder: semantic retrieval is off")
+        memories = await self._load_memories(user_id)
+        if chosen is MemoryRetrieval.SEMANTIC:
+            assert self._embedder is not None and checked_query is not None
+            ranked = await rules.rank_semantic(self._embedder, checked_query, memories)
+            return rules.take(ranked, limit)
+        return rules.take(rules.order_memories(memories, chosen), limit)
+
+    async def update_user_memory(self, memory: UserMemory) -> UserMemory:
+        """Replace text and input of the user's memory; NotFound otherwise (MS-9)."""
+        rules.check_memory(memory)
+        key = self._memories_key(memory.user_id)
+        for _ in range(_RETRIES):
+            async with translate_errors("update_user_memory"):
+                raw = await self._handle.client.hget(key, memory.id)
+            if raw is None:
+                raise NotFound(f"user {memory.user_id!r} has no memory {memory.id!r}")
+            old = _memory(raw)
+            new = UserMemory(
+                old.id, old.user_id, memory.memory, memory.input, old.created_at, self._clock()
+            )
+            args = [memory.id, raw, dump_json(rules.memory_to_json(new))]
+            if await self._script(_REPLACE_MEMORY, "update_user_memory", [key], args):
+                return new
+        raise StorageUnavailable("update_user_memory: the memory kept changing; try again")
+
+    async def delete_user_memory(self, memory_id: str) -> None:
+        """Delete the memory with this id, whoever owns it; missing is a no-op (MS-10)."""
+        check_id(memory_id, what="memory id")
+        owner_key = self._owner_key(memory_id)
+        for _ in range(_RETRIES):
+            async with translate_errors("delete_user_memory"):
+                owner = await self._handle.client.get(owner_key)
+            if owner is None:
+                return
+            user_id = text(owner)
+            keys = [owner_key, self._memories_key(user_id)]
+            if await self._script(_DELETE_OWNED, "delete_user_memory", keys, [memory_id, user_id]):
+                return
+        raise StorageUnavailable("delete_user_memory: the memory kept changing; try again")
+
+    async def delete_user_memories_by_ids(self, user_id: str, memory_ids: Sequence[str]) -> None:
+        """Delete the listed memories of ``user_id`` in one script (MS-11)."""
+        check_id(user_id, what="user id")
+        ids = list(dict.fromkeys(rules.check_memory_ids(memory_ids)))
+        if not ids:
+            return
+        keys = [self._memories_key(user_id), *(self._owner_key(i) for i in ids)]
+        await self._script(_DELETE_BY_IDS, "delete_user_memories_by_ids", keys, ids)
+
+    async def clear_user_memories(self, user_id: str) -> None:
+        """Delete every memory of ``user_id`` (MS-12)."""
+        check_id(user_id, what="user id")
+        key = self._memories_key(user_id)
+        for _ in range(_RETRIES):
+            async with translate_errors("clear_user_memories"):
+                ids = [text(i) for i in await self._handle.client.hkeys(key)]
+            if not ids:
+                return
+            keys = [key, *(self._owner_key(i) for i in ids)]
+            if await self._script(_CLEAR, "clear_user_memories", keys, ids):
+                return
+        raise StorageUnavailable("clear_user_memories: the memories kept changing; try again")
+
+    async def search_user_memories(
+        self, user_id: str, query: str, limit: int = 0
+    ) -> list[UserMemory]:
+        """The user's memories containing ``query`` caselessly, in last_n order (MS-13)."""
+        check_id(user_id, what="user id")
+        needle = rules.check_text(query, what="query").casefold()
+        limit = rules.check_limit(limit)
+        found = [m for m in await self._load_memories(user_id) if rules.matches(m, needle)]
+        return rules.take(rules.order_memories(found, MemoryRetrieval.LAST_N), limit)
+
+    # --- session summaries (MS-14 .. MS-16) ----------------------------------------------------
+
+    async def _put_summary(self, summary: SessionSummary, existing_only: bool) -> SessionSummary:
+        now = self._clock()
+        key = self._summary_key(summary.session_id, summary.user_id)
+        args = [summary.summary, now, "1" if existing_only else "0"]
+        created = await self._script(_PUT_SUMMARY, "save_session_summary", [key], args)
+        if created is None:
+            raise NotFound(f"no summary of session {summary.session_id!r}")
+        return SessionSummary(
+            summary.session_id, summary.user_id, summary.summary, int(text(created)), now
+        )
+
+    async def save_session_summary(self, summary: SessionSummary) -> SessionSummary:
+        """Create or replace the summary of (session, user) (MS-14)."""
+        rules.check_summary(summary)
+        return await self._put_summary(summary, False)
+
+    async def update_session_summary(self, summary: SessionSummary) -> SessionSummary:
+        """Replace an existing summary; NotFound if there is none (MS-16)."""
+        rules.check_summary(summary)
+        return await self._put_summary(summary, True)
+
+    async def get_session_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
+        """The summary of (session, user), or None (MS-15)."""
+        rules.check_pair(session_id, user_id)
+        async with translate_errors("get_session_summary"):
+            values = await self._handle.client.hmget(
+                self._summary_key(session_id, user_id), ["summary", "created_at", "updated_at"]
+            )
+        summary, created, updated = values
+        if summary is None or created is None or updated is None:
+            return None  # a summary hash is written whole by one script, so all or none
+        return SessionSummary(
+            session_id, user_id, text(summary), int(text(created)), int(text(updated))
+        )
+
+    async def delete_session_summary(self, session_id: str, user_id: str) -> None:
+        """Delete the summary of (session, user); missing is a no-op (MS-15)."""
+        rules.check_pair(session_id, user_id)
+        async with translate_errors("delete_session_summary"):
+            await self._handle.client.delete(self._summary_key(session_id, user_id))
+
+    # --- messages (MS-17 .. MS-23) -------------------------------------------------------------
+
+    async def save_message(
+        self, session_id: str, user_id: str, message: Message
+    ) -> ConversationMessage:
+        """Append the message: one script of O(1) commands (MS-17, MS-18)."""
+        checked = rules.check_message_args(session_id, user_id, message)
+        stored_message = message_from_json(load_json(dump_json(message_to_json(checked))))
+        record = ConversationMessage(
+            rules.new_message_id(), session_id, user_id, stored_message, self._clock()
+        )
+        keys = [*self._conversation_keys(session_id, user_id), self._sessions_key(user_id)]
+        args = [
+            record.id,
+            dump_json(rules.conversation_message_to_json(record)),
+            record.created_at,
+            session_id,
+        ]
+        await self._script(_SAVE_MESSAGE, "save_message", keys, args)
+        return record
+
+    async def get_messages(
+        self, session_id: str, user_id: str, limit: int = 0
+    ) -> list[ConversationMessage]:
+        """The newest ``limit`` messages (all for 0), oldest first; reads only them (MS-19)."""
+        rules.check_pair(session_id, user_id)
+        limit = rules.check_limit(limit)
+        keys = self._conversation_keys(session_id, user_id)[:2]
+        raws = await self._script(_GET_MESSAGES, "get_messages", keys, [limit])
+        records = []
+        for raw in raws:
+            if raw is None:
+                raise StorageUnavailable("a listed message has no data")
+            obj = load_record(raw, what="message")
+            records.append(rules.conversation_message_from_json(obj))
+        return records
+
+    async def delete_messages(self, session_id: str, user_id: str) -> None:
+        """Delete the conversation of (session, user) (MS-20)."""
+        rules.check_pair(session_id, user_id)
+        keys = [*self._conversation_keys(session_id, user_id), self._sessions_key(user_id)]
+        await self._script(_DELETE_MESSAGES, "delete_messages", keys, [session_id])
+
+    async def get_message_count(self, user_id: str, session_id: str) -> int:
+        """The number of messages of (session, user); user first, as in the seed (MS-21)."""
+        rules.check_pair(session_id, user_id)
+        async with translate_errors("get_message_count"):
+            count = await self._handle.client.llen(self._conversation_keys(session_id, user_id)[0])
+        return int(count)
+
+    async def cleanup_old_messages(self, user_id: str, before: int) -> None:
+        """Delete the user's messages with created_at < before, all sessions (MS-22)."""
+        check_id(user_id, what="user id")
+        before = rules.check_before(before)
+        sessions_key = self._sessions_key(user_id)
+        for _ in range(_RETRIES):
+            async with translate_errors("cleanup_old_messages"):
+                sessions = sorted(text(s) for s in await self._handle.client.smembers(sessions_key))
+            if not sessions:
+                return
+            keys = [sessions_key]
+            for session_id in sessions:
+                keys += self._conversation_keys(session_id, user_id)
+            if await self._script(_CLEANUP_OLD, "cleanup_old_messages", keys, [before, *sessions]):
+                return
+        raise StorageUnavailable("cleanup_old_messages: the sessions kept changing; try again")
+
+    async def cleanup_messages_by_limit(
+        self, user_id: str, session_id: str, keep_limit: int
+    ) -> None:
+        """Keep the newest ``keep_limit`` messages; touches only the dropped ones (MS-23)."""
+        rules.check_pair(session_id, user_id)
+        keep = rules.check_keep_limit(keep_limit)
+        keys = self._conversation_keys(session_id, user_id)
+        await self._script(_CLEANUP_BY_LIMIT, "cleanup_messages_by_limit", keys, [keep])
+
+
+@asynccontextmanager
+async def _opened(context: StoreContext) -> AsyncIterator[RedisMemoryStorage]:
+    async with RedisMemoryStorage(
+        server.current_url(),
+        prefix=context.namespace + ":",
+        clock=context.clock,
+        embedder=context.options.get("embedder"),
+    ) as store:
+        yield store
+
+
+def open_store(context: StoreContext) -> AbstractAsyncContextManager[RedisMemoryStorage]:
+    """The kit's opener: key prefix ``namespace:`` on the server of the backend's lifespan.
+
+    ``context.options["embedder"]``, if given, enables semantic retrieval.
+    """
+    return _opened(context)

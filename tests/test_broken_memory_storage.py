@@ -1,0 +1,38 @@
+"""The memory-storage suite fails every broken backend, naming the violated requirement."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentstores.conformance.backend import Family
+from agentstores.conformance.runner import run_suites
+
+from .broken.memory_storage import BROKEN
+from .conftest import require_redis
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_suite_fails_broken_backend(name: str) -> None:
+    """Each bug makes the suite fail, and its requirement is among the failed ones."""
+    backend, requirement_id = BROKEN[name]
+    if backend.lifespan is not None:
+        require_redis()
+    # -x: the focused tests come first; stopping there spares shrinking the state machine.
+    report = run_suites(
+        backend,
+        families=[Family.MEMORY_STORAGE],
+        requirements=[requirement_id],
+        pytest_args=["-x"],
+    )
+    assert not report.passed, f"the suite passed the broken backend {name!r}"
+    failed = report.failed_requirements()
+    assert requirement_id in failed, f"{name}: expected {requirement_id} to fail, got {failed}"
+    # Not only the state machine (which cites many IDs): a focused test must catch it too.
+    focused = [
+        t
+        for t in report.tests
+        if t.failed and requirement_id in t.requirements and len(t.requirements) <= 4
+    ]
+    assert focused, (
+        f"{name}: only broad tests failed: {[t.nodeid for t in report.tests if t.failed]}"
+    )
