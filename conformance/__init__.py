@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from .harness import Harness
     from .markers import needs, requirement
     from .profiles import Profile
+    from .report import Report
+    from .runner import run_suites
 
 _WHERE = {
     "ENTRY_POINT_GROUP": "backend",
@@ -41,9 +43,28 @@ _WHERE = {
     "needs": "markers",
     "requirement": "markers",
     "Profile": "profiles",
+    "Report": "report",
+    "run_suites": "runner",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Backend",
+    "BackendLoadError",
+    "Capability",
+    "Family",
+    "Harness",
+    "ManualClock",
+    "Opener",
+    "Profile",
+    "Report",
+    "StoreContext",
+    "load_backend",
+    "needs",
+    "registered_backends",
+    "requirement",
+    "run_suites",
+]
 
 
 def __getattr__(name: str) -> Any:

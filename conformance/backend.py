@@ -134,7 +134,9 @@ class Backend:
                     f"use one of {[f.name for f in Family]}"
                 )
             if not callable(opener):
-                raise BackendLoadError(f"backend {self.name!r}: opener for {family} is not callable")
+                raise BackendLoadError(
+                    f"backend {self.name!r}: opener for {family} is not callable"
+                )
         for capability in self.capabilities:
             if not isinstance(capability, Capability):
                 known = ", ".join(c.value for c in Capability)
@@ -158,12 +160,16 @@ class Backend:
         try:
             opener = self.openers[family]
         except KeyError:
-            raise NotImplementedError(f"backend {self.name!r} does not implement {family}") from None
+            raise NotImplementedError(
+                f"backend {self.name!r} does not implement {family}"
+            ) from None
         return opener(context)
 
     def with_capabilities(self, capabilities: Iterable[Capability]) -> Backend:
         """A copy of this backend declaring ``capabilities`` instead."""
-        return Backend(self.name, self.openers, frozenset(capabilities), self.lifespan, self.description)
+        return Backend(
+            self.name, self.openers, frozenset(capabilities), self.lifespan, self.description
+        )
 
 
 def registered_backends() -> dict[str, str]:

@@ -103,6 +103,7 @@ class Harness(Generic[S]):
 
     def run(self, awaitable: Coroutine[Any, Any, T] | Awaitable[T]) -> T:
         """Run a coroutine on this test's event loop and return its result."""
+
         async def wrapper() -> T:
             return await awaitable
 

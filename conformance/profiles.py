@@ -38,6 +38,7 @@ def profile_settings(profile: Profile) -> settings:
             deadline=None,
             suppress_health_check=_SUPPRESSED,
             print_blob=True,
+            report_multiple_bugs=False,
         )
     if profile is Profile.CI:
         return settings(
@@ -48,6 +49,7 @@ def profile_settings(profile: Profile) -> settings:
             database=None,
             suppress_health_check=_SUPPRESSED,
             print_blob=True,
+            report_multiple_bugs=False,
         )
     return settings(
         max_examples=2000,

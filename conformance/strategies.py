@@ -176,7 +176,9 @@ def content_parts() -> st.SearchStrategy[ContentPart]:
     return st.one_of(text_parts, other)
 
 
-def messages(*, roles: tuple[str, ...] = ("user", "assistant", "system", "tool")) -> st.SearchStrategy[Message]:
+def messages(
+    *, roles: tuple[str, ...] = ("user", "assistant", "system", "tool")
+) -> st.SearchStrategy[Message]:
     """Messages of the shared model (G-12 .. G-14) with every optional field exercised."""
     return st.builds(
         Message,

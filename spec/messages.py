@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InvalidArgument
-from .values import JSONObject, check_id, check_json_object, check_timestamp
+from .values import JSONObject, check_id, check_json_object, check_json_value, check_timestamp
 
 __all__ = [
     "ContentPart",
@@ -74,6 +74,7 @@ def check_message(message: object) -> Message:
         raise InvalidArgument(f"expected a Message, not {type(message).__name__}")
     if not isinstance(message.role, str) or not message.role:
         raise InvalidArgument("message role must be a non-empty str")
+    check_json_value(message.role, what="message role")  # no lone surrogates (G-5)
     if not isinstance(message.content, tuple | list):
         raise InvalidArgument("message content must be a sequence of parts")
     for index, part in enumerate(message.content):
@@ -108,7 +109,7 @@ def message_to_json(message: Message) -> JSONObject:
 
 
 def message_from_json(obj: object) -> Message:
-    """Rebuild a :class:`Message` from :func:`message_to_json` output; InvalidArgument if malformed."""
+    """Rebuild a :class:`Message` from :func:`message_to_json`; InvalidArgument if malformed."""
     if not isinstance(obj, dict):
         raise InvalidArgument("a message must be a JSON object")
     unknown = set(obj) - {"role", "content", "created_at", "id", "metadata"}

@@ -8,7 +8,7 @@ port (see :mod:`agentstores.reference.redis.server`).
 
 from agentstores.conformance.backend import Backend, Capability, Family
 
-from . import server, thread_run
+from . import memory_storage, server, session_service, session_store, state_session, thread_run
 
 __all__ = ["BACKEND"]
 
@@ -16,8 +16,12 @@ BACKEND = Backend(
     name="redis",
     openers={
         Family.THREAD_RUN: thread_run.open_store,
+        Family.SESSION_STORE: session_store.open_store,
+        Family.STATE_SESSION: state_session.open_store,
+        Family.MEMORY_STORAGE: memory_storage.open_store,
+        Family.SESSION_SERVICE: session_service.open_store,
     },
-    capabilities=frozenset({Capability.DURABLE}),
+    capabilities=frozenset({Capability.DURABLE, Capability.TTL, Capability.SEMANTIC_SEARCH}),
     lifespan=server.kit_lifespan,
     description="Redis reference backend (a key prefix per context)",
 )

@@ -7,7 +7,7 @@ the module of the family's name and can be used directly in production.
 
 from agentstores.conformance.backend import Backend, Capability, Family
 
-from . import thread_run
+from . import memory_storage, session_service, session_store, state_session, thread_run
 
 __all__ = ["BACKEND"]
 
@@ -15,7 +15,11 @@ BACKEND = Backend(
     name="sqlite",
     openers={
         Family.THREAD_RUN: thread_run.open_store,
+        Family.SESSION_STORE: session_store.open_store,
+        Family.STATE_SESSION: state_session.open_store,
+        Family.MEMORY_STORAGE: memory_storage.open_store,
+        Family.SESSION_SERVICE: session_service.open_store,
     },
-    capabilities=frozenset({Capability.DURABLE}),
+    capabilities=frozenset({Capability.DURABLE, Capability.TTL, Capability.SEMANTIC_SEARCH}),
     description="SQLite reference backend (one database file per context)",
 )
