@@ -20,7 +20,10 @@ from agentstores.spec.values import Clock
 from .backend import Backend, Family, StoreContext, new_namespace
 from .clock import ManualClock
 
-__all__ = ["Harness", "LifespanRegistry"]
+__all__ = ["SANDBOX_LEVELS", "Harness", "LifespanRegistry"]
+
+#: The directories between a test's sandbox and its context roots (see ``Harness.sandbox``).
+SANDBOX_LEVELS = ("a", "b", "c", "d", "e", "f", "g", "h")
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -68,7 +71,11 @@ class Harness(Generic[S]):
         self.backend = backend
         self.family = family
         self.settings = settings
-        self._make_dir = make_dir
+        #: This test's own directory. Context roots sit :data:`SANDBOX_DEPTH` levels below it,
+        #: so that an id that climbs out of its store (``../../x``) still lands in here, where
+        #: :meth:`files_outside_contexts` finds it, never in a directory the test does not own.
+        self.sandbox = make_dir()
+        self._roots: list[Path] = []
         self._runner = asyncio.Runner()
         self.clock = ManualClock()
         self.context = self.new_context(clock=self.clock)
@@ -88,10 +95,25 @@ class Harness(Generic[S]):
         or database file (G-19): the new namespace alone must keep the two stores apart.
         """
         return StoreContext(
-            root=root if root is not None else self._make_dir(),
+            root=root if root is not None else self._new_root(),
             namespace=new_namespace(),
             clock=clock if clock is not None else ManualClock(),
             options=dict(options or {}),
+        )
+
+    def _new_root(self) -> Path:
+        root = self.sandbox.joinpath(*SANDBOX_LEVELS, f"context{len(self._roots)}")
+        root.mkdir(parents=True)
+        self._roots.append(root)
+        return root
+
+    def files_outside_contexts(self) -> list[Path]:
+        """Files in :attr:`sandbox` that are not inside any context root: what stores wrote
+        outside their directories (G-2). Empty for a correct backend."""
+        return sorted(
+            path
+            for path in self.sandbox.rglob("*")
+            if not path.is_dir() and not any(path.is_relative_to(r) for r in self._roots)
         )
 
     def open(self, context: StoreContext | None = None) -> AbstractAsyncContextManager[S]:

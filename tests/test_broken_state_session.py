@@ -10,6 +10,8 @@ from agentstores.conformance.runner import run_suites
 from .broken.state_session import BROKEN
 from .conftest import require_redis
 
+pytestmark = pytest.mark.usefixtures("no_shrinking")
+
 
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_suite_fails_broken_backend(name: str) -> None:

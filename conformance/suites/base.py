@@ -9,7 +9,8 @@ Fixtures the suite provides and a backend never overrides:
 
 * ``harness``: a :class:`~agentstores.conformance.harness.Harness` for the suite's family, with a
   fresh context; it skips the test as "not claimed" when the backend does not implement the
-  family or does not declare a capability the test needs.
+  family or does not declare a capability the test needs, and fails it when the store wrote a
+  file outside its context's directory (G-2).
 """
 
 from __future__ import annotations
@@ -57,3 +58,9 @@ class SuiteBase:
             settings=settings_from_config(request.config),
         ) as harness:
             yield harness
+            # G-2 for every test: whatever ids it used, nothing may land outside the stores'
+            # directories (the sandbox keeps such files inside this test's own tree).
+            escaped = harness.files_outside_contexts()
+            if escaped:
+                shown = ", ".join(str(path.relative_to(harness.sandbox)) for path in escaped[:5])
+                pytest.fail(f"G-2: the store wrote outside its directory: {shown}", pytrace=False)

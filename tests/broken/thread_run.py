@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
 from agentstores.conformance.backend import Backend, Capability, Family, StoreContext
@@ -183,6 +185,29 @@ class ThreadTiesInStorageOrder(SQLiteThreadRunStore):
         return [thread_id for _, thread_id in keyed][offset : offset + limit]
 
 
+class TitleFileNamedById(SQLiteThreadRunStore):
+    """Keeps a side file per thread named after the raw id: ``../x`` escapes the directory."""
+
+    def __init__(self, *args: Any, directory: Path, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._directory = directory
+
+    async def save_thread(self, thread: Thread) -> None:
+        await super().save_thread(thread)
+        await asyncio.to_thread(self._write_side_file, thread)
+
+    def _write_side_file(self, thread: Thread) -> None:
+        side_file = os.path.join(self._directory, f"{thread.id}.title")
+        if os.path.isdir(os.path.dirname(side_file)):  # never create directories anywhere
+            with open(side_file, "w", encoding="utf-8") as handle:
+                handle.write(thread.metadata.title or "")
+
+
+def _title_file_opener(ctx: StoreContext) -> AbstractAsyncContextManager[Any]:
+    path, prefix = context_location(ctx)
+    return TitleFileNamedById(path, prefix=prefix, clock=ctx.clock, directory=ctx.root)
+
+
 def _opener(
     cls: type[SQLiteThreadRunStore],
 ) -> Callable[[StoreContext], AbstractAsyncContextManager[Any]]:
@@ -239,6 +264,10 @@ BROKEN: dict[str, tuple[Backend, frozenset[str]]] = {
     "thread-ties-in-storage-order": (
         _backend("ties", ThreadTiesInStorageOrder),
         frozenset({"TR-5", "G-9"}),
+    ),
+    "path-traversal": (
+        Backend(name="broken-path-traversal", openers={Family.THREAD_RUN: _title_file_opener}),
+        frozenset({"G-2"}),
     ),
     "durable-claim-not-honoured": (
         Backend(
