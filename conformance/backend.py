@@ -110,7 +110,10 @@ class Backend:
         openers: one opener per implemented family; families left out are "not claimed".
         capabilities: the :class:`Capability` values claimed; everything else is not claimed.
         lifespan: optional; entered once before the first store is opened and left at the end
-            of the run (start a server here, e.g. a disposable ``redis-server``).
+            of the run (start a server here, e.g. a disposable ``redis-server``). The fault
+            checks (``crash_safe``, ``multi_process``) enter it again in each child process
+            they start, which inherits the environment: a lifespan that starts a server should
+            put its address there, so that the children reach the same one.
         description: one line for ``agentstores list`` and reports.
     """
 

@@ -24,6 +24,7 @@ from ..embedding import HashingEmbedder
 from ..markers import needs, requirement
 from .base import SuiteBase
 from .memory_storage_bad_input import MemoryStorageBadInput
+from .memory_storage_faults import MemoryStorageFaultTests
 from .memory_storage_machine import machine_class
 from .memory_storage_memories import MemoryTests
 from .memory_storage_messages import MessageTests
@@ -37,7 +38,12 @@ _MACHINE_REQUIREMENTS = (*(f"MS-{n}" for n in range(2, 25) if n != 8), "G-2", "G
 
 
 class MemoryStorageSuite(
-    MemoryTests, MessageTests, RobustnessTests, MemoryStorageBadInput, SuiteBase
+    MemoryTests,
+    MessageTests,
+    RobustnessTests,
+    MemoryStorageBadInput,
+    MemoryStorageFaultTests,
+    SuiteBase,
 ):
     """Conformance tests of the memory-storage family; see the module docstring.
 

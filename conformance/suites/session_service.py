@@ -29,6 +29,7 @@ from ..backend import Family
 from ..harness import Harness
 from ..markers import requirement
 from ._session_service_events import SessionServiceEventTests
+from ._session_service_faults import SessionServiceFaultTests
 from ._session_service_machine import machine_for
 from ._session_service_robust import SessionServiceRobustnessTests
 from ._session_service_search import SessionServiceSearchTests
@@ -41,6 +42,7 @@ H = Harness[Any]
 
 
 class SessionServiceSuite(
+    SessionServiceFaultTests,
     SessionServiceRobustnessTests,
     SessionServiceSearchTests,
     SessionServiceEventTests,

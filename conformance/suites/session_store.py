@@ -24,6 +24,7 @@ from typing import ClassVar
 from ..backend import Family
 from .base import SuiteBase
 from .session_store_conversation import ConversationTests
+from .session_store_faults import SessionStoreFaultTests
 from .session_store_machine import MachineTests
 from .session_store_robust import RobustnessTests
 from .session_store_search import SearchTests
@@ -34,6 +35,7 @@ __all__ = ["SessionStoreSuite"]
 
 
 class SessionStoreSuite(
+    SessionStoreFaultTests,
     MachineTests,
     RobustnessTests,
     SearchTests,

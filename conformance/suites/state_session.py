@@ -40,6 +40,7 @@ from typing import ClassVar
 from ..backend import Family
 from .base import SuiteBase
 from .state_session_concurrency import ConcurrencyTests, DurabilityTests
+from .state_session_faults import StateSessionFaultTests
 from .state_session_isolation import IsolationTests, MachineTests
 from .state_session_lists import BadInputTests, ListingTests
 from .state_session_modules import ModuleTests
@@ -57,6 +58,7 @@ class StateSessionSuite(
     ConcurrencyTests,
     DurabilityTests,
     TtlTests,
+    StateSessionFaultTests,
     SuiteBase,
 ):
     """Every test of the state-session family; needs only the ``backend`` fixture."""

@@ -11,7 +11,9 @@ The suite is assembled from mixins, one module each (``thread_run_*.py``):
 * ``thread_run_machine``: random operation sequences against the executable model
   (:mod:`agentstores.conformance.models.thread_run`);
 * ``thread_run_concurrency``: durability (``durable``) and concurrency (TR-19, TR-22, TR-23,
-  G-17, G-18).
+  G-17, G-18);
+* ``thread_run_faults``: kills (``crash_safe``) and several processes (``multi_process``)
+  (G-20, G-21).
 
 ``thread_run_support`` holds what they share: strategies, builders, exact comparison and
 whole-store snapshots. A backend's test module needs nothing but::
@@ -34,6 +36,7 @@ from ..backend import Family
 from .base import SuiteBase
 from .thread_run_checkpoint import CheckpointTests
 from .thread_run_concurrency import ConcurrencyTests, DurabilityTests
+from .thread_run_faults import ThreadRunFaultTests
 from .thread_run_isolation import IsolationTests
 from .thread_run_machine import MachineTests
 from .thread_run_runs import RunTests
@@ -50,6 +53,7 @@ class ThreadRunSuite(
     MachineTests,
     DurabilityTests,
     ConcurrencyTests,
+    ThreadRunFaultTests,
     SuiteBase,
 ):
     """Every test of the thread/run family; needs only the ``backend`` fixture."""

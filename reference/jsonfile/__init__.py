@@ -20,6 +20,14 @@ BACKEND = Backend(
         Family.MEMORY_STORAGE: memory_storage.open_store,
         Family.SESSION_SERVICE: session_service.open_store,
     },
-    capabilities=frozenset({Capability.DURABLE, Capability.TTL, Capability.SEMANTIC_SEARCH}),
+    capabilities=frozenset(
+        {
+            Capability.DURABLE,
+            Capability.TTL,
+            Capability.SEMANTIC_SEARCH,
+            Capability.CRASH_SAFE,
+            Capability.MULTI_PROCESS,
+        }
+    ),
     description="JSON-file reference backend (one directory per context)",
 )

@@ -72,12 +72,13 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, TypeVar, cast
 
-from agentstores.spec.errors import StorageUnavailable, StoreError
+from agentstores.spec.errors import InvalidArgument, StorageUnavailable, StoreError
 from agentstores.spec.values import JSONValue, dump_json
 
 __all__ = [
+    "DEFAULT_LOCK_TIMEOUT",
     "JOURNAL_NAME",
     "LOCK_NAME",
     "TEMP_PREFIX",
@@ -474,12 +475,24 @@ class Transaction:
                     }
                 )
             journal = {"format": _JOURNAL_FORMAT, "ops": ops}
-            write_atomic(self.root / JOURNAL_NAME, encode_json(journal), sync=self.sync)
+            journal_temp = _write_temp(
+                self.root / JOURNAL_NAME, encode_json(journal), sync=self.sync
+            )
+            try:
+                os.replace(journal_temp, self.root / JOURNAL_NAME)
+            except BaseException:
+                _unlink_quietly(journal_temp)
+                raise
         except BaseException:
             for temp, _ in temps:
                 _unlink_quietly(temp)
             raise
-        # From here on the transaction is decided; a failure is completed by recover().
+        # From here on the transaction is decided (the journal names the temp files, so they
+        # must stay even if what follows fails); a failure is completed by recover(). If the
+        # fsync of the journal's name fails, a power loss may still take it back with the
+        # temp files' names: then the transaction never happened, which is consistent too.
+        if self.sync:
+            fsync_directory(self.root)
         _apply_journal(self.root, ops, sync=self.sync)
         remove_file(self.root / JOURNAL_NAME, sync=self.sync)
 
@@ -563,6 +576,36 @@ def recover(root: Path, *, sync: bool = True) -> bool:
 
 # --- the store directory and its lock ---------------------------------------------------------
 
+#: Seconds an operation waits for the directory's lock, held by another store object or process,
+#: before it fails with StorageUnavailable (the JSON counterpart of SQLite's busy timeout).
+DEFAULT_LOCK_TIMEOUT = 10.0
+
+
+class _Ticket:
+    """Decides, between a caller that stops waiting and the worker that gets the lock, whether
+    the operation runs: exactly one of :meth:`start` and :meth:`abandon` wins."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = "waiting"
+
+    def start(self) -> bool:
+        """Worker side, holding the lock: True if the operation may run (and now will)."""
+        with self._lock:
+            if self._state == "abandoned":
+                return False
+            self._state = "started"
+            return True
+
+    def abandon(self) -> bool:
+        """Caller side: True if the operation will never run, False if it already started."""
+        with self._lock:
+            if self._state == "started":
+                return False
+            self._state = "abandoned"
+            return True
+
+
 _executor_lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 
@@ -589,18 +632,34 @@ class StoreDirectory:
             on first use and swept of stale temp files.
         sync: fsync files and directories (default). False keeps every write atomic for
             readers and for crashes of the process, but not for power loss; faster on disks.
+        lock_timeout: seconds an operation waits for the directory's lock while another store
+            object or process holds it (default :data:`DEFAULT_LOCK_TIMEOUT`), after which it
+            fails with StorageUnavailable and does nothing; None waits as long as it takes.
 
     Every operation goes through :meth:`run`, which serialises it against the other tasks of
     this object (an ``asyncio.Lock``) and against every other store object and process on the
     directory (``flock`` on ``.lock``, taken and released in the worker thread that runs the
     operation). Before the operation runs, a journal left by a crashed transaction is rolled
     forward; on first use, temp files left by crashed writers are removed.
+
+    A worker whose caller gave up waiting for the lock stays blocked in ``flock`` until the
+    lock is free, then lets go at once without running anything (``flock`` cannot be
+    interrupted); workers are threads of a shared pool of 32, so a lock held for ever by a
+    hung process ties up at most that many.
     """
 
     def __init__(
-        self, path: Path, *, subdirectories: Sequence[str] = (), sync: bool = True
+        self,
+        path: Path,
+        *,
+        subdirectories: Sequence[str] = (),
+        sync: bool = True,
+        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
+        if lock_timeout is not None and not lock_timeout >= 0:
+            raise InvalidArgument("lock_timeout must be None or a number of seconds >= 0")
         self.path = Path(path)
+        self.lock_timeout = lock_timeout
         self.sync = sync
         self.subdirectories = tuple(subdirectories)
         self._lock = asyncio.Lock()
@@ -628,8 +687,10 @@ class StoreDirectory:
         """Run ``operation()`` in a worker thread holding the directory lock; return its result.
 
         ``StoreError`` passes through; ``OSError`` and undecodable data become
-        ``StorageUnavailable``. If the awaiting task is cancelled, the operation still runs
-        to its end (or its start never happens) before anyone else gets the lock.
+        ``StorageUnavailable``, and so does a directory lock not obtained within
+        :attr:`lock_timeout` (then nothing ran). If the awaiting task is cancelled, the
+        operation still runs to its end (or its start never happens) before anyone else gets
+        the lock.
         """
         if self._closed:
             raise StorageUnavailable("the store is closed")
@@ -637,15 +698,33 @@ class StoreDirectory:
             if self._closed:  # closed while this task waited for the lock
                 raise StorageUnavailable("the store is closed")
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(_shared_executor(), self._locked, operation)
+            ticket = _Ticket()
+            future = loop.run_in_executor(_shared_executor(), self._locked, operation, ticket)
+            try:
+                # shield: giving up on the wait must not abandon an operation that started.
+                return await asyncio.wait_for(asyncio.shield(future), self.lock_timeout)
+            except TimeoutError:
+                if not future.done() and ticket.abandon():
+                    raise StorageUnavailable(
+                        f"JSON store at {self.path}: the directory stayed locked by another "
+                        f"store or process for more than {self.lock_timeout} s"
+                    ) from None
+                return await future  # it got the lock in time and is running (or done)
+            except asyncio.CancelledError:
+                ticket.abandon()  # not started yet: it never will; started: it runs to its end
+                raise
 
-    def _locked(self, operation: Callable[[], T]) -> T:
+    def _locked(self, operation: Callable[[], T], ticket: _Ticket) -> T:
         try:
             if not self._prepared:
                 os.makedirs(self.path, exist_ok=True)
             fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
+                if not ticket.start():
+                    # The caller gave up waiting: its operation must not run, and nobody
+                    # reads this result.
+                    return cast(T, None)
                 if not self._prepared:
                     self._prepare()
                 else:

@@ -50,7 +50,15 @@ from agentstores.spec.messages import Message, message_from_json, message_to_jso
 from agentstores.spec.values import Clock, JSONValue, check_id, system_clock
 
 from .. import memory_storage_rules as rules
-from ._files import JsonLinesLog, StoreDirectory, decode_json, encode_json, name_for, read_file
+from ._files import (
+    DEFAULT_LOCK_TIMEOUT,
+    JsonLinesLog,
+    StoreDirectory,
+    decode_json,
+    encode_json,
+    name_for,
+    read_file,
+)
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "JSONMemoryStorage", "open_store"]
 
@@ -109,6 +117,9 @@ class JSONMemoryStorage:
         clock: the source of every time the store stamps (G-6).
         embedder: enables ``semantic`` retrieval (MS-7); without it semantic is NotSupported.
         fsync: fsync every write (default); False keeps writes atomic but not power-safe.
+        lock_timeout: seconds an operation waits while another store object or process holds
+            the directory's lock, then StorageUnavailable with nothing done (G-22); None
+            waits as long as it takes.
     """
 
     def __init__(
@@ -118,9 +129,12 @@ class JSONMemoryStorage:
         clock: Clock = system_clock,
         embedder: Embedder | None = None,
         fsync: bool = True,
+        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
         subdirectories = (_MEMORIES, _MEMORY_IDS, _SUMMARIES, _CONVERSATIONS, _SESSIONS)
-        self._dir = StoreDirectory(Path(directory), subdirectories=subdirectories, sync=fsync)
+        self._dir = StoreDirectory(
+            Path(directory), subdirectories=subdirectories, sync=fsync, lock_timeout=lock_timeout
+        )
         self._clock = clock
         self._embedder = embedder
 

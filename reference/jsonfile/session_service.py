@@ -57,7 +57,15 @@ from agentstores.spec.session_service import (
 from agentstores.spec.values import Clock, JSONObject, system_clock
 
 from .. import session_service_rules as rules
-from ._files import StoreDirectory, Transaction, decode_json, encode_json, name_for, read_file
+from ._files import (
+    DEFAULT_LOCK_TIMEOUT,
+    StoreDirectory,
+    Transaction,
+    decode_json,
+    encode_json,
+    name_for,
+    read_file,
+)
 
 __all__ = ["JSONSessionService", "open_store"]
 
@@ -127,6 +135,9 @@ class JSONSessionService:
         clock: the source of every time the store stamps (G-6).
         fsync: fsync every write (default); False is faster and still atomic, but a power
             cut may lose the latest writes.
+        lock_timeout: seconds an operation waits while another store object or process holds
+            the directory's lock, then StorageUnavailable with nothing done (G-22); None
+            waits as long as it takes.
     """
 
     def __init__(
@@ -135,11 +146,13 @@ class JSONSessionService:
         *,
         clock: Clock = system_clock,
         fsync: bool = True,
+        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
         self._dir = StoreDirectory(
             Path(directory),
             subdirectories=(_SESSIONS, _EVENTS, _EVENT_IDS, _PAIRS, _APPS, _USERS),
             sync=fsync,
+            lock_timeout=lock_timeout,
         )
         self._clock = clock
 

@@ -56,6 +56,7 @@ from agentstores.spec.values import (
 
 from .. import session_store_rules as rules
 from ._files import (
+    DEFAULT_LOCK_TIMEOUT,
     TEMP_PREFIX,
     JsonLinesLog,
     StoreDirectory,
@@ -133,6 +134,9 @@ class JSONSessionStore:
         clock: the source of every time the store stamps (G-6).
         fsync: make each acknowledged write durable against power loss (default). False still
             keeps every operation atomic for readers and for crashes of the process.
+        lock_timeout: seconds an operation waits while another store object or process holds
+            the directory's lock, then StorageUnavailable with nothing done (G-22); None
+            waits as long as it takes.
 
     Use it as an async context manager, or call :meth:`close` when done.
     """
@@ -143,9 +147,13 @@ class JSONSessionStore:
         *,
         clock: Clock = system_clock,
         fsync: bool = True,
+        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
         self._dir = StoreDirectory(
-            Path(directory), subdirectories=(_SESSIONS, _MESSAGES), sync=fsync
+            Path(directory),
+            subdirectories=(_SESSIONS, _MESSAGES),
+            sync=fsync,
+            lock_timeout=lock_timeout,
         )
         self._clock = clock
 

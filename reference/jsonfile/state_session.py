@@ -42,7 +42,15 @@ from agentstores.spec.state_session import DEFAULT_USER_ID, StateModule
 from agentstores.spec.values import Clock, JSONObject, dump_json, system_clock
 
 from .. import state_session_rules as rules
-from ._files import JsonLinesLog, LogPosition, StoreDirectory, decode_json, name_for, read_file
+from ._files import (
+    DEFAULT_LOCK_TIMEOUT,
+    JsonLinesLog,
+    LogPosition,
+    StoreDirectory,
+    decode_json,
+    name_for,
+    read_file,
+)
 
 __all__ = ["FAMILY_DIRECTORY", "JSONStateSessionStore", "open_store"]
 
@@ -87,6 +95,9 @@ class JSONStateSessionStore:
         clock: the source of deadlines (G-6); integer ms since the epoch.
         fsync: make each acknowledged write durable against power loss (default). False still
             keeps every operation atomic for readers and for crashes of the process.
+        lock_timeout: seconds an operation waits while another store object or process holds
+            the directory's lock, then StorageUnavailable with nothing done (G-22); None
+            waits as long as it takes.
 
     Use it as an async context manager, or call :meth:`close` when done.
     """
@@ -98,9 +109,15 @@ class JSONStateSessionStore:
         ttl_seconds: int | None = None,
         clock: Clock = system_clock,
         fsync: bool = True,
+        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
         self._ttl_ms = rules.ttl_milliseconds(ttl_seconds)
-        self._dir = StoreDirectory(Path(directory), subdirectories=(_SESSIONS, _USERS), sync=fsync)
+        self._dir = StoreDirectory(
+            Path(directory),
+            subdirectories=(_SESSIONS, _USERS),
+            sync=fsync,
+            lock_timeout=lock_timeout,
+        )
         self._clock = clock
         self._indexes: OrderedDict[str, _UserIndex] = OrderedDict()
 

@@ -40,6 +40,7 @@ from agentstores.spec.values import Clock, JSONValue, check_id, check_limit_offs
 
 from .. import thread_run_rules as rules
 from ._files import (
+    DEFAULT_LOCK_TIMEOUT,
     TEMP_PREFIX,
     LogPosition,
     StoreDirectory,
@@ -171,6 +172,9 @@ class JSONThreadRunStore:
         clock: the time source of checkpoints (G-6); integer ms since the epoch.
         fsync: make each acknowledged write durable against power loss (default). False still
             keeps every operation atomic for readers and for crashes of the process.
+        lock_timeout: seconds an operation waits while another store object or process holds
+            the directory's lock, then StorageUnavailable with nothing done (G-22); None
+            waits as long as it takes.
 
     Use it as an async context manager, or call :meth:`close` when done.
     """
@@ -181,9 +185,13 @@ class JSONThreadRunStore:
         *,
         clock: Clock = system_clock,
         fsync: bool = True,
+        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
         self._dir = StoreDirectory(
-            Path(directory), subdirectories=(_THREADS, _MESSAGES, _RUNS), sync=fsync
+            Path(directory),
+            subdirectories=(_THREADS, _MESSAGES, _RUNS),
+            sync=fsync,
+            lock_timeout=lock_timeout,
         )
         self._log = self._dir.log(_INDEX)
         self._index = _Index()

@@ -1,7 +1,9 @@
 """What every Redis store of the reference backend shares: the client, errors, keys, scripts.
 
 * :class:`ClientHandle` makes a ``redis.asyncio.Redis`` from a URL (with timeouts, so that no
-  call hangs) or adopts a caller's client or connection pool, and closes only what it made.
+  call hangs), or a ``redis.asyncio.cluster.RedisCluster`` from the URL of a cluster node
+  (``cluster=True``), or adopts a caller's client (either kind) or connection pool, and closes
+  only what it made.
 * :func:`translate_errors` turns engine failures (``redis.RedisError``, ``OSError``,
   ``asyncio`` time-outs) into :class:`~agentstores.spec.errors.StorageUnavailable`, with the
   cause chained (G-11).
@@ -9,7 +11,9 @@
   so that no two distinct id tuples share a key whatever the ids contain (G-2), and so that the
   slot of each key is chosen by the store, never by an id.
 * :class:`Script` runs a Lua script by EVALSHA, falling back to EVAL when the server does not
-  have it cached yet, so that compound operations take one round trip and are atomic.
+  have it cached yet, so that compound operations take one round trip and are atomic;
+  :meth:`Script.many` runs one read-only script per entity (each in its own slot) in one
+  pipeline, which a cluster client splits per node.
 * :func:`text` and :func:`load_record` decode replies whatever ``decode_responses`` says.
 
 Key layout::
@@ -25,33 +29,59 @@ grouped by an entity (a session, a thread). ``<kind>`` is a fixed family-qualifi
 ``%``, ``:``, ``{`` and ``}`` (nothing else): an escaped component contains no separator and no
 brace, so each key decodes to exactly one (prefix, tag, kind, parts) and an id can never end
 the hash tag early or start one of its own.
+
+On a Redis Cluster the hash tag alone chooses a key's slot, so the keys that share a tag share
+a slot: every script and transaction of the stores declares keys of one tag only, which keeps
+it valid (and atomic) on a cluster. Which tag each family uses, and what its operations that
+span tags cost, is in each family module's docstring.
+
+Clusters and failures: a cluster client made here follows ``MOVED`` and ``ASK`` redirections
+and waits out ``TRYAGAIN`` (the command was not run, so resending is safe), retries a command
+refused with ``CLUSTERDOWN`` or sent to a slot nobody serves yet a few times, and never resends
+a command after a lost connection or a time-out, whose effect is unknown: that call raises
+StorageUnavailable, as on one server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, ClassVar, TypeAlias
 
 import redis.asyncio as aioredis
+from redis._parsers import AsyncCommandsParser
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    SlotNotCoveredError,
+)
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
+)
 
 from agentstores.spec.errors import InvalidArgument, StorageUnavailable, StoreError
 from agentstores.spec.values import JSONValue, load_json
 
 __all__ = [
+    "CLUSTER_RETRIES",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_POOL_TIMEOUT",
     "DEFAULT_SOCKET_TIMEOUT",
     "ClientHandle",
     "KeySpace",
+    "RedisClient",
     "Script",
     "escape",
+    "fence_key",
     "load_record",
     "text",
     "translate_errors",
@@ -65,6 +95,25 @@ DEFAULT_SOCKET_TIMEOUT = 10.0
 DEFAULT_MAX_CONNECTIONS = 32
 #: Seconds a task waits for a free connection before the call fails.
 DEFAULT_POOL_TIMEOUT = 30.0
+#: How often a cluster client made here resends a command the cluster refused unrun
+#: (``CLUSTERDOWN``, a slot not served yet), about a quarter of a second apart.
+CLUSTER_RETRIES = 3
+
+#: Either client a store can run on: one server, or a Redis Cluster.
+RedisClient: TypeAlias = aioredis.Redis | RedisCluster
+
+try:
+    from redis.maint_notifications import MaintNotificationsConfig
+except ImportError:  # redis-py < 7: no maintenance notifications; the pool always checks
+    _STALE_CONNECTION_CHECK: dict[str, Any] = {}
+else:
+    # With maintenance notifications on (redis-py's "auto" default), the pool skips its check
+    # that an idle connection was not closed by the server meanwhile, so the first call after
+    # a server restart or idle timeout would fail. They only serve managed-cloud failovers;
+    # a pool made here keeps the check instead (G-21).
+    _STALE_CONNECTION_CHECK = {
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False)
+    }
 
 _KIND = re.compile(r"^[A-Za-z0-9_.-]+$")
 _ESCAPES = str.maketrans({"%": "%25", ":": "%3A", "{": "%7B", "}": "%7D"})
@@ -99,9 +148,104 @@ async def translate_errors(what: str) -> AsyncIterator[None]:
         yield
     except StoreError:
         raise
-    except (TimeoutError, RedisError, OSError) as exc:
+    except (TimeoutError, RedisError, RedisClusterException, OSError) as exc:
         # asyncio.TimeoutError is TimeoutError, an OSError, on 3.11; named for clarity.
+        # RedisClusterException is no RedisError: the cluster client raises it for keys of
+        # several slots in one command (a layout bug) and when it cannot reach the cluster.
         raise StorageUnavailable(f"redis: {what} failed: {exc}") from exc
+
+
+class _SharedCommandTable(AsyncCommandsParser):
+    """redis-py's key finder, reading a node's ``COMMAND`` table once per process.
+
+    A cluster client reads the whole command table (hundreds of kilobytes) each time it
+    connects, to find the keys of plain commands; a service that opens a store per request
+    would pay that on every open. The table only changes with the server's version, and the
+    stores use only long-standing commands, so one reading per node address is kept.
+    """
+
+    _tables: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    async def initialize(self, node: Any = None) -> None:
+        if node is not None:
+            self.node = node
+        name = str(getattr(self.node, "name", ""))
+        table = self._tables.get(name)
+        if table is None:
+            await super().initialize()
+            self._tables[name] = table = dict(self.commands)
+        self.commands = dict(table)
+
+
+def _torn_down(exc: AttributeError) -> RedisConnectionError:
+    """redis-py's cluster client rebuilds its node objects after a node fails, and closes the
+    connections of the old ones even while another task is sending or reading on them; that
+    task then meets ``None`` where the socket was (``'NoneType' object has no attribute
+    'writelines'``). It is a lost connection like any other: the outcome is unknown."""
+    return RedisConnectionError(f"connection closed during a cluster topology change ({exc})")
+
+
+class _BoundedCluster(RedisCluster):
+    """A ``RedisCluster`` that resends only commands the cluster refused unrun, and queues
+    callers for a connection instead of failing when too many calls are in flight.
+
+    redis-py retries a command after a lost connection or a time-out too, which may apply a
+    write twice (an RPUSH, an event append); here such a call fails once and the caller sees
+    StorageUnavailable, as with the single-server client. The slot map is refreshed on the
+    next call either way. redis-py raises "too many connections" when a node's pool is full;
+    a semaphore per kind of call (single commands, read pipelines) keeps the number of
+    connections per node within the pool, so a burst of tasks waits (G-18).
+    """
+
+    # Narrower than redis-py's tuple on purpose (see the class docstring).
+    ERRORS_ALLOW_RETRY = (ClusterDownError, SlotNotCoveredError)  # type: ignore[assignment]
+
+    def __init__(self, *args: Any, max_in_flight: int, pool_timeout: float, **kwargs: Any):
+        # Commands and pipelines take permits of their own (a pipeline that meets a
+        # redirection resends single commands, which must not wait for its own permit).
+        kwargs["max_connections"] = 2 * max_in_flight + 2
+        super().__init__(*args, **kwargs)
+        self.commands_parser = _SharedCommandTable()
+        self._commands = asyncio.Semaphore(max_in_flight)
+        self._pipelines = asyncio.Semaphore(max_in_flight)
+        self._pool_timeout = pool_timeout
+        self._discovery = asyncio.Lock()
+
+    async def _initialized(self) -> None:
+        """Discover the cluster (again) in one task while the others wait.
+
+        redis-py lets a burst of first calls on a fresh client race through its discovery;
+        some of their connections then break, and each break marks every connection of the
+        node for reconnection, so the burst fails in a cascade. Doing it first, under a lock,
+        avoids that.
+        """
+        if self._initialize:
+            async with self._discovery:
+                if self._initialize:
+                    await self.initialize()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        await self._initialized()
+        async with asyncio.timeout(self._pool_timeout):
+            await self._commands.acquire()
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except AttributeError as exc:
+            raise _torn_down(exc) from exc
+        finally:
+            self._commands.release()
+
+    async def run_pipeline(self, pipe: ClusterPipeline) -> list[Any]:
+        """Execute ``pipe`` holding a pipeline permit; errors come back as results."""
+        await self._initialized()
+        async with asyncio.timeout(self._pool_timeout):
+            await self._pipelines.acquire()
+        try:
+            return await pipe.execute(raise_on_error=False)
+        except AttributeError as exc:
+            raise _torn_down(exc) from exc
+        finally:
+            self._pipelines.release()
 
 
 class ClientHandle:
@@ -116,9 +260,14 @@ class ClientHandle:
       hangs; and with no automatic retry: a command is sent at most once, so a write that
       timed out is never applied twice behind the caller's back (the caller sees
       StorageUnavailable and decides). :meth:`close` closes this client and its pool.
-    * ``client``: the caller's client is used as is and never closed here.
+    * ``url`` with ``cluster=True``: the URL names one node of a Redis Cluster
+      (``redis://host:7000``); a ``RedisCluster`` client is made that discovers the others,
+      with the same time-outs, at most ``max_connections`` calls in flight (further tasks wait
+      up to ``pool_timeout``), and the retry rules of the module docstring.
+    * ``client``: the caller's client (``redis.asyncio.Redis`` or
+      ``redis.asyncio.cluster.RedisCluster``) is used as is and never closed here.
     * ``connection_pool``: a client is made on the caller's pool; :meth:`close` releases that
-      client but leaves the pool open.
+      client but leaves the pool open (one server only).
 
     Responses may be decoded or not (``decode_responses``); the stores accept both.
     """
@@ -127,8 +276,9 @@ class ClientHandle:
         self,
         *,
         url: str | None = None,
-        client: aioredis.Redis | None = None,
+        client: RedisClient | None = None,
         connection_pool: aioredis.ConnectionPool | None = None,
+        cluster: bool = False,
         socket_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
@@ -137,11 +287,32 @@ class ClientHandle:
         given = [x is not None for x in (url, client, connection_pool)]
         if sum(given) != 1:
             raise InvalidArgument("give exactly one of url, client or connection_pool")
+        if cluster and url is None:
+            raise InvalidArgument("cluster=True goes with a url (a client says what it is)")
         self._owned = client is None
+        self._client: RedisClient
         if client is not None:
+            if not isinstance(client, aioredis.Redis | RedisCluster):
+                raise InvalidArgument(
+                    f"client must be a redis.asyncio Redis or RedisCluster, not "
+                    f"{type(client).__name__}"
+                )
             self._client = client
         elif connection_pool is not None:
             self._client = aioredis.Redis(connection_pool=connection_pool)
+        elif cluster:
+            assert url is not None
+            try:
+                self._client = _BoundedCluster.from_url(
+                    url,
+                    max_in_flight=max_connections,
+                    pool_timeout=pool_timeout,
+                    socket_connect_timeout=socket_connect_timeout,
+                    socket_timeout=socket_timeout,
+                    retry=Retry(NoBackoff(), CLUSTER_RETRIES),
+                )
+            except (ValueError, RedisClusterException) as exc:  # a malformed URL
+                raise InvalidArgument(f"bad Redis Cluster URL: {exc}") from exc
         else:
             assert url is not None
             try:
@@ -154,6 +325,7 @@ class ClientHandle:
                     socket_connect_timeout=socket_connect_timeout,
                     socket_timeout=socket_timeout,
                     retry=Retry(NoBackoff(), 0),
+                    **_STALE_CONNECTION_CHECK,
                 )
             except ValueError as exc:  # a malformed URL
                 raise InvalidArgument(f"bad Redis URL: {exc}") from exc
@@ -161,11 +333,16 @@ class ClientHandle:
         self._closed = False
 
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> RedisClient:
         """The client; StorageUnavailable once the handle is closed."""
         if self._closed:
             raise StorageUnavailable("the store is closed")
         return self._client
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the client talks to a Redis Cluster."""
+        return isinstance(self._client, RedisCluster)
 
     @property
     def closed(self) -> bool:
@@ -217,23 +394,106 @@ class KeySpace:
         return self.prefix + "{" + tag_text + "}" + kind + "".join(":" + escape(p) for p in parts)
 
 
+def fence_key(key: str) -> str | None:
+    """A key of ``key``'s hash slot that nothing ever writes (``<prefix>{<tag>}fence``), or
+    None for a key without a hash tag. See :class:`Script` for what it is for."""
+    opening = key.find("{")
+    closing = key.find("}", opening + 1)
+    if opening < 0 or closing <= opening + 1:
+        return None
+    # "fence" is no family-qualified kind (those have a dot), so it names no stored key.
+    return key[: closing + 1] + "fence"
+
+
 class Script:
     """A Lua script run atomically by EVALSHA, with EVAL as the fallback on NOSCRIPT.
 
     Create one per script at import time (it only hashes the source); call it with the client,
     the keys (every key the script touches, so that a cluster can route it) and the arguments.
     EVAL also caches the script on the server, so the fallback happens about once per server.
+
+    The fence: Redis runs a script whole, but if a command inside it fails the commands before
+    stay applied. On a cluster a command fails mid-script when its slot is being migrated away
+    and the command's key does not exist on this node (yet, or any more, e.g. a list deleted
+    and refilled, a sorted set whose last member was removed and which is added to again): the
+    server answers "non local key" and the script stops half-way. So every call also declares
+    :func:`fence_key` of its first key, after the script's own keys (so ``KEYS[1..n]`` keep
+    their meaning; a script must not use ``#KEYS``). That key never exists, and a cluster
+    refuses to start a command with a missing key while its slot is migrating (``ASK`` from
+    the source, ``TRYAGAIN`` from the target), so a script runs only while its slot is
+    stable, and runs whole. During a migration the client retries for a moment, then the call
+    raises StorageUnavailable; single-key reads are redirected and keep working. On one server
+    the extra key costs one lookup of a missing key.
     """
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
 
+    @staticmethod
+    def _fenced(keys: Sequence[str]) -> list[str]:
+        fence = fence_key(keys[0]) if keys else None
+        return [*keys] if fence is None else [*keys, fence]
+
     async def __call__(
-        self, client: aioredis.Redis, keys: Sequence[str], args: Sequence[str | int | bytes]
+        self, client: RedisClient, keys: Sequence[str], args: Sequence[str | int | bytes]
     ) -> Any:
         """Run the script and return its raw reply (engine errors are the caller's to wrap)."""
+        fenced = self._fenced(keys)
         try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
+            return await client.evalsha(self.sha, len(fenced), *fenced, *args)
         except NoScriptError:
-            return await client.eval(self.source, len(keys), *keys, *args)
+            return await client.eval(self.source, len(fenced), *fenced, *args)
+
+    async def many(
+        self,
+        client: RedisClient,
+        calls: Sequence[tuple[Sequence[str], Sequence[str | int | bytes]]],
+    ) -> list[Any]:
+        """Run the script once per ``(keys, args)`` in one pipeline; the replies in order.
+
+        For READ-ONLY scripts: each call is atomic on its own (its keys share a slot), the
+        calls are not atomic together, and a cluster client splits the pipeline per node
+        and may resend it after a lost connection. Calls whose node had no cached copy are
+        sent again with EVAL. The first error raises (engine errors are the caller's to wrap).
+        """
+        if not calls:
+            return []
+        fenced = [(self._fenced(keys), args) for keys, args in calls]
+        replies = await _pipeline(client, [(self.sha, keys, args) for keys, args in fenced])
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            again = await _pipeline(
+                client, [(None, fenced[i][0], fenced[i][1]) for i in missing], source=self.source
+            )
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+
+async def _pipeline(
+    client: RedisClient,
+    calls: Sequence[tuple[str | None, Sequence[str], Sequence[str | int | bytes]]],
+    *,
+    source: str | None = None,
+) -> list[Any]:
+    """EVALSHA (or, without a sha, EVAL of ``source``) each call in one non-transactional
+    pipeline; errors are returned in place of replies."""
+    if isinstance(client, RedisCluster):
+        pipe = client.pipeline(transaction=False)
+    else:
+        pipe = client.pipeline(transaction=False)  # type: ignore[assignment]
+    for sha, keys, args in calls:
+        # By name, not pipe.evalsha: redis-py's cluster pipeline blocks that method (a relic:
+        # it routes EVALSHA by its keys like any keyed command, which is all we need).
+        if sha is not None:
+            pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        else:
+            assert source is not None
+            pipe.execute_command("EVAL", source, len(keys), *keys, *args)
+    if isinstance(client, _BoundedCluster):
+        return await client.run_pipeline(pipe)
+    return list(await pipe.execute(raise_on_error=False))

@@ -1,17 +1,17 @@
 """The Redis memory store (spec ``memory_storage.md``).
 
-Keys (see :class:`~._client.KeySpace`; the seed's table prefix is the key prefix, MS-29). Every
-key of a user carries the user's hash tag, so each operation on a user's data stays in one
-cluster slot:
+Keys (see :class:`~._client.KeySpace`; the seed's table prefix is the key prefix, MS-29).
+Conversations and summaries carry the user's hash tag; memories carry the store's tag:
 
-* ``ms.mems`` (hash, per user): memory id -> the memory as JSON;
-* ``ms.sum:<session>`` (hash, per user): ``summary``, ``created_at``, ``updated_at``;
-* ``ms.order:<session>`` (list, per user): message ids in save order (MS-18);
+* ``ms.mems:<user>`` (hash, store slot): memory id -> the memory as JSON;
+* ``ms.owner:<memory id>`` (string, store slot): the owner of a memory id, so that ids are
+  unique in the store (MS-3) and ``delete_user_memory`` finds a memory by id alone (MS-10);
+* ``ms.schema`` (string, store slot): the layout version (MS-28);
+* ``ms.sum:<session>`` (hash, user slot): ``summary``, ``created_at``, ``updated_at``;
+* ``ms.order:<session>`` (list, user slot): message ids in save order (MS-18);
   ``ms.data:<session>`` (hash): id -> the stored message as JSON;
   ``ms.time:<session>`` (sorted set): id scored by ``created_at``, for retention (MS-22);
-* ``ms.sessions`` (set, per user): the sessions in which the user has messages;
-* ``ms.owner:<memory id>`` (string, store-wide): the owner of a memory id, so that ids are
-  unique in the store (MS-3) and ``delete_user_memory`` finds a memory by id alone (MS-10).
+* ``ms.sessions`` (set, user slot): the sessions in which the user has messages.
 
 Costs: saving a message is one script of O(1) commands; the newest N messages are one
 ``LRANGE`` of N ids and one ``HMGET``; the count is ``LLEN``; clean-up by limit touches only
@@ -21,10 +21,18 @@ and ordered, searched or ranked in Python; semantic retrieval embeds them all wi
 
 Every write is one Lua script, atomic on the server. Where a script needs what the store read
 first (the owner of an id, the members to clear, a memory's creation time), it re-checks that
-state and the store retries if another client changed it meanwhile. The owner keys live in the
-store-wide slot, so the memory scripts span two slots: this store runs on one Redis server,
-not on a cluster. Sorted-set scores are doubles: times beyond 2**53 ms (year 287396) would
-lose precision in retention.
+state and the store retries if another client changed it meanwhile. Sorted-set scores are
+doubles: times beyond 2**53 ms (year 287396) would lose precision in retention.
+
+Slots and clusters (a ``RedisCluster`` client, or a node's URL with ``cluster=True``): every
+script declares keys of one tag. Memory ids are unique across users and deletable by id alone,
+so an id's owner key must change in the same script as the owner's memories: both live in the
+store's slot. Claiming an id in one slot and storing the memory in another would leave, after
+a failure between the two steps, an id that is taken but has no memory. So one store's
+memories live on one shard (they are few and short: facts distilled from conversations), while
+the bulk, conversations and summaries, spreads over the cluster with the users. The operations
+that span a user's sessions (``cleanup_old_messages``, the session set it reads) stay in that
+user's slot, and no operation spans users, so nothing is read across slots.
 """
 
 from __future__ import annotations
@@ -49,19 +57,22 @@ from agentstores.spec.messages import Message, message_from_json, message_to_jso
 from agentstores.spec.values import Clock, check_id, dump_json, load_json, system_clock
 
 from .. import memory_storage_rules as rules
-from . import server
+from . import cluster as _cluster
 from ._client import (
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_POOL_TIMEOUT,
     DEFAULT_SOCKET_TIMEOUT,
     ClientHandle,
     KeySpace,
+    RedisClient,
     Script,
     load_record,
     text,
     translate_errors,
 )
 
-__all__ = ["SCHEMA_VERSION", "RedisMemoryStorage", "open_store"]
+__all__ = ["SCHEMA_VERSION", "RedisMemoryStorage", "open_cluster_store", "open_store"]
 
 #: The layout version kept in the store's ``ms.schema`` key (MS-28).
 SCHEMA_VERSION = 1
@@ -121,7 +132,7 @@ if redis.call('HLEN', KEYS[1]) ~= #ARGV then return 0 end
 for i = 1, #ARGV do
   if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 0 then return 0 end
 end
-for i = 1, #KEYS do redis.call('DEL', KEYS[i]) end
+for i = 1, #ARGV + 1 do redis.call('DEL', KEYS[i]) end
 return 1
 """
 )
@@ -232,33 +243,45 @@ class RedisMemoryStorage:
     """A :class:`~agentstores.spec.memory_storage.MemoryStorage` on Redis.
 
     Args:
-        url: a Redis URL (``redis://host:6379/0``); or give ``client`` or ``connection_pool``
-            instead (exactly one of the three; a caller's client or pool is not closed here).
+        url: a Redis URL (``redis://host:6379/0``); or give ``client`` (a ``Redis`` or
+            ``RedisCluster``) or ``connection_pool`` instead (exactly one of the three; a
+            caller's client or pool is not closed here).
+        cluster: ``url`` names a node of a Redis Cluster.
         prefix: prepended to every key (no ``{`` or ``}``): the seed's table prefix (MS-29).
         clock: the source of every time the store stamps (G-6).
         embedder: enables ``semantic`` retrieval (MS-7); without it semantic is NotSupported.
-        socket_connect_timeout, socket_timeout: seconds, for a client made from ``url``.
+        socket_connect_timeout, socket_timeout, max_connections, pool_timeout: for a client
+            made from ``url``: seconds to connect, seconds to wait for each reply, the most
+            connections the store opens, and seconds a call waits for a free one; a call that
+            runs out of any of them raises StorageUnavailable (G-22). See
+            :class:`~agentstores.reference.redis._client.ClientHandle`.
     """
 
     def __init__(
         self,
         url: str | None = None,
         *,
-        client: aioredis.Redis | None = None,
+        client: RedisClient | None = None,
         connection_pool: aioredis.ConnectionPool | None = None,
+        cluster: bool = False,
         prefix: str = "agentstores:",
         clock: Clock = system_clock,
         embedder: Embedder | None = None,
         socket_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
     ) -> None:
         self._keys = KeySpace(prefix)
         self._handle = ClientHandle(
             url=url,
             client=client,
             connection_pool=connection_pool,
+            cluster=cluster,
             socket_connect_timeout=socket_connect_timeout,
             socket_timeout=socket_timeout,
+            max_connections=max_connections,
+            pool_timeout=pool_timeout,
         )
         self._clock = clock
         self._embedder = embedder
@@ -266,7 +289,8 @@ class RedisMemoryStorage:
     # --- keys --------------------------------------------------------------------------------
 
     def _memories_key(self, user_id: str) -> str:
-        return self._keys.key("ms.mems", tag=(user_id,))
+        # The store's slot, with the owner keys (see the module docstring).
+        return self._keys.key("ms.mems", user_id)
 
     def _owner_key(self, memory_id: str) -> str:
         return self._keys.key("ms.owner", memory_id)
@@ -553,9 +577,10 @@ class RedisMemoryStorage:
 
 
 @asynccontextmanager
-async def _opened(context: StoreContext) -> AsyncIterator[RedisMemoryStorage]:
+async def _opened(context: StoreContext, cluster: bool) -> AsyncIterator[RedisMemoryStorage]:
     async with RedisMemoryStorage(
-        server.current_url(),
+        _cluster.kit_url(cluster=cluster),
+        cluster=cluster,
         prefix=context.namespace + ":",
         clock=context.clock,
         embedder=context.options.get("embedder"),
@@ -568,4 +593,9 @@ def open_store(context: StoreContext) -> AbstractAsyncContextManager[RedisMemory
 
     ``context.options["embedder"]``, if given, enables semantic retrieval.
     """
-    return _opened(context)
+    return _opened(context, False)
+
+
+def open_cluster_store(context: StoreContext) -> AbstractAsyncContextManager[RedisMemoryStorage]:
+    """As :func:`open_store`, on the cluster of the ``redis-cluster`` backend's lifespan."""
+    return _opened(context, True)

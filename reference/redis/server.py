@@ -186,13 +186,18 @@ def kit_lifespan() -> Iterator[None]:
 
     Uses the server named by ``$AGENTSTORES_REDIS_URL`` if set (never flushed or scanned: each
     store keeps to its own key prefix), otherwise starts a :func:`disposable_server` when the
-    outermost ``with`` is entered and stops it when the last one is left.
+    outermost ``with`` is entered and stops it when the last one is left. While a disposable
+    server runs, its URL is in ``$AGENTSTORES_REDIS_URL``, so that the child processes of the
+    kit's fault checks (which enter this lifespan too) reach the same server.
     """
     global _depth, _url
     with _lock:
         if _depth == 0:
             given = os.environ.get(URL_VARIABLE, "").strip()
             _url = given or _server.enter_context(disposable_server())
+            if not given:
+                os.environ[URL_VARIABLE] = _url
+                _server.callback(os.environ.pop, URL_VARIABLE, None)
         _depth += 1
     try:
         yield

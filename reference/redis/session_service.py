@@ -29,9 +29,16 @@ Reads of a session are scripts too. ``list`` and ``search`` first read the pair'
 run a script that declares the sessions' keys, checks that the index is unchanged and reads
 everything; if a write got in between, they try again.
 
-Slots: a delta may touch the app's state, so every key of an app shares the app's slot; each
-script touches one slot, and stores of many apps spread over a cluster. The backend does not
-claim the ``cluster`` capability (the kit tests one server).
+Slots and clusters (a ``RedisCluster`` client, or a node's URL with ``cluster=True``): an
+event's delta may change the app's ``app:`` state, and SV-14 wants the event and its whole
+delta applied together, so every key of an app shares the app's hash tag, and every script
+declares keys of that one tag: each runs whole on the primary of the app's slot, also on a
+cluster. ``list`` and ``search`` span a user's sessions; they stay within the app's slot, so
+they are one script each, as on one server (their optimistic re-read is there for writes that
+land between reading the index and the script, not for the cluster). Nothing spans apps. The
+cost: one app lives on one shard; many apps spread over the cluster. Per-session tags would
+spread one app's sessions too, but then an event's ``app:`` delta would be a second write in
+another slot, and SV-14 would not hold across a failure between the two.
 """
 
 from __future__ import annotations
@@ -63,19 +70,22 @@ from agentstores.spec.session_service import (
 from agentstores.spec.values import Clock, JSONObject, dump_json, system_clock
 
 from .. import session_service_rules as rules
-from . import server
+from . import cluster as _cluster
 from ._client import (
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_POOL_TIMEOUT,
     DEFAULT_SOCKET_TIMEOUT,
     ClientHandle,
     KeySpace,
+    RedisClient,
     Script,
     load_record,
     text,
     translate_errors,
 )
 
-__all__ = ["RedisSessionService", "open_store"]
+__all__ = ["RedisSessionService", "open_cluster_store", "open_store"]
 
 _MAX_TIME = 2**63 - 1
 #: Redis takes ZRANGE bounds as signed 64-bit; a larger page means "to the end".
@@ -295,32 +305,44 @@ class RedisSessionService:
     """A :class:`~agentstores.spec.session_service.SessionService` on Redis.
 
     Args:
-        url: a Redis URL (``redis://host:6379/0``); or give ``client`` or ``connection_pool``
-            instead (exactly one of the three; a caller's client or pool is not closed here).
+        url: a Redis URL (``redis://host:6379/0``); or give ``client`` (a ``Redis`` or
+            ``RedisCluster``) or ``connection_pool`` instead (exactly one of the three; a
+            caller's client or pool is not closed here).
+        cluster: ``url`` names a node of a Redis Cluster.
         prefix: prepended to every key (no ``{`` or ``}``); stores with distinct prefixes
             never see each other's data (G-19).
         clock: the source of every time the store stamps (G-6).
-        socket_connect_timeout, socket_timeout: seconds, for a client made from ``url``.
+        socket_connect_timeout, socket_timeout, max_connections, pool_timeout: for a client
+            made from ``url``: seconds to connect, seconds to wait for each reply, the most
+            connections the store opens, and seconds a call waits for a free one; a call that
+            runs out of any of them raises StorageUnavailable (G-22). See
+            :class:`~agentstores.reference.redis._client.ClientHandle`.
     """
 
     def __init__(
         self,
         url: str | None = None,
         *,
-        client: aioredis.Redis | None = None,
+        client: RedisClient | None = None,
         connection_pool: aioredis.ConnectionPool | None = None,
+        cluster: bool = False,
         prefix: str = "agentstores:",
         clock: Clock = system_clock,
         socket_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
     ) -> None:
         self._keys = KeySpace(prefix)
         self._handle = ClientHandle(
             url=url,
             client=client,
             connection_pool=connection_pool,
+            cluster=cluster,
             socket_connect_timeout=socket_connect_timeout,
             socket_timeout=socket_timeout,
+            max_connections=max_connections,
+            pool_timeout=pool_timeout,
         )
         self._clock = clock
 
@@ -628,13 +650,21 @@ class RedisSessionService:
 
 
 @asynccontextmanager
-async def _opened(context: StoreContext) -> AsyncIterator[RedisSessionService]:
+async def _opened(context: StoreContext, cluster: bool) -> AsyncIterator[RedisSessionService]:
     async with RedisSessionService(
-        server.current_url(), prefix=context.namespace + ":", clock=context.clock
+        _cluster.kit_url(cluster=cluster),
+        cluster=cluster,
+        prefix=context.namespace + ":",
+        clock=context.clock,
     ) as store:
         yield store
 
 
 def open_store(context: StoreContext) -> AbstractAsyncContextManager[RedisSessionService]:
     """The kit's opener: key prefix ``namespace:`` on the server of the backend's lifespan."""
-    return _opened(context)
+    return _opened(context, False)
+
+
+def open_cluster_store(context: StoreContext) -> AbstractAsyncContextManager[RedisSessionService]:
+    """As :func:`open_store`, on the cluster of the ``redis-cluster`` backend's lifespan."""
+    return _opened(context, True)

@@ -1,33 +1,50 @@
-"""The session-store family on Redis (spec ``session_store.md``): a hash per session, two
-lists per conversation, one sorted set for the listings, and a Lua script per write.
+"""The session-store family on Redis (spec ``session_store.md``): a hash and two lists per
+session, each session in its own hash slot, a registry of ids, and a Lua script per write.
 
 Keys (layout and escaping in :mod:`agentstores.reference.redis._client`; ``S`` is a session
-id)::
+id; ``{S}`` marks the session's hash tag, ``{@}`` the store's)::
 
-    ss.session:S     hash   one field per key of the SS-17 session object, each value JSON
-                            (so ``null`` is None), and ``order`` (S's member in ss.sessions)
-    ss.messages:S    list   the conversation: one JSON message (message_to_json) per element
-    ss.times:S       list   the messages' created_at as 16 hex digits, ``-`` when None,
-                            element for element beside ss.messages:S
-    ss.sessions      zset   every session: hex16(2**63-1 - updated_at) + S, all scores 0
-    ss.ids           hash   YYYYMMDD -> the last number issued that day (SS-4)
+    {S}ss.session    hash   one field per key of the SS-17 session object, each value JSON
+                            (so ``null`` is None)
+    {S}ss.messages   list   the conversation: one JSON message (message_to_json) per element
+    {S}ss.times      list   the messages' created_at as 16 hex digits, ``-`` when None,
+                            element for element beside ss.messages
+    {@}ss.registry   set    the id of every session
+    {@}ss.ids        hash   YYYYMMDD -> the last number issued that day (SS-4)
 
-The sorted set orders by member bytes, so rank order is SS-6's order (updated_at descending,
-then id). ``message_count`` is ``LLEN ss.messages:S``, so ``get_session`` without messages
-reads the hash and one integer, never the messages (SS-5).
+``message_count`` is ``LLEN ss.messages``, so ``get_session`` without messages reads the hash
+and one integer, never the messages (SS-5).
 
-Atomicity: every write is one Lua script that checks the session exists and writes in one
-step; ``add_message`` is an ``RPUSH`` and the ``updated_at`` bump in the same script (SS-8),
-so it costs the same whatever the conversation's length. Updates set only their hash fields,
-so concurrent updates of different fields never lose each other (G-18). Scripts never parse
-JSON (Lua's cjson would round big integers): values are copied or compared as strings, and
-truncate compares the fixed-width hex times of ss.times:S. Reads of one session are MULTI/EXEC
-transactions. Listings, insights and search read the sorted set, then every listed session in
-one MULTI/EXEC, so each session is seen whole; a session created between the two steps is
-left out, one deleted between them is skipped.
+Atomicity: every write to a session is one Lua script on that session's three keys (one
+slot) that checks the session exists and writes in one step; ``add_message`` is an ``RPUSH``
+and the ``updated_at`` bump in the same script (SS-8), so it costs the same whatever the
+conversation's length. Updates set only their hash fields, so concurrent updates of different
+fields never lose each other (G-18). Scripts never parse JSON (Lua's cjson would round big
+integers): values are copied as strings, and truncate compares the fixed-width hex times of
+ss.times. Reads of one session are scripts too, so a session is always read whole.
 
-Slots: as in the thread/run family, every key carries the store's hash tag, so a store lives
-in one slot and every script declares all the keys it touches.
+Slots and clusters (a ``RedisCluster`` client, or a node's URL with ``cluster=True``): a
+session's keys share its own tag, so sessions (and their conversations, the bulk of the data)
+spread over the whole cluster, and each per-session operation runs whole on one primary. The
+operations that span sessions work in steps, each atomic in one slot:
+
+* ``create_session``, ``import_session``: one script in the store's slot takes the next
+  number of the day and adds the new id to ``ss.registry``; a second script in the new
+  session's slot writes the session whole. ``copy_session`` first reads the source whole (one
+  script in its slot), then does the same. A failure between the steps leaves an id in the
+  registry with no session: readers skip it, and the id is never reused (SS-4 allows the gap).
+* ``delete_session``: one script deletes the session whole, then ``SREM`` unregisters it (a
+  failure between leaves an id that readers skip).
+* ``list_sessions``, ``list_sessions_by_types``, ``get_insights``, ``search_chat_history``:
+  ``SMEMBERS ss.registry``, then one read script per session in one pipeline (which a cluster
+  client sends as one batch per node, concurrently), then sorting (SS-6) or matching in
+  Python. Each session is seen whole, but the sessions are not read at one instant: a session
+  created or deleted during the listing may or may not be in it, and two sessions changed one
+  after the other during a listing may be seen one before and one after its change. The cost
+  is O(number of sessions) per listing (plus the messages for search: plain Redis has no text
+  index), as before, and one round trip per node.
+
+On one server the same layout and the same steps are used, so the references behave alike.
 """
 
 from __future__ import annotations
@@ -36,7 +53,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -56,21 +73,23 @@ from agentstores.spec.session_store import (
 from agentstores.spec.values import Clock, check_timestamp, dump_json, system_clock
 
 from .. import session_store_rules as rules
-from . import server
+from . import cluster as _cluster
 from ._client import (
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_POOL_TIMEOUT,
     DEFAULT_SOCKET_TIMEOUT,
     ClientHandle,
     KeySpace,
+    RedisClient,
     Script,
     load_record,
     text,
     translate_errors,
 )
 
-__all__ = ["RedisSessionStore", "open_store"]
+__all__ = ["RedisSessionStore", "open_cluster_store", "open_store"]
 
-_MAX_TIME = 2**63 - 1
 _NO_TIME = "-"
 #: SS-19: the fields a copy takes from its source as they are stored.
 _CARRIED = (
@@ -93,18 +112,10 @@ def _time_code(message: Message) -> str:
 
 # --- Lua ------------------------------------------------------------------------------------
 #
-# Per-session scripts share KEYS[1] ss.session:S, KEYS[2] ss.sessions, KEYS[3] ss.messages:S,
-# KEYS[4] ss.times:S. Conversations travel in ARGV as n, then n messages, then n time codes.
+# Per-session scripts share KEYS[1] ss.session:S, KEYS[2] ss.messages:S, KEYS[3] ss.times:S
+# (one slot). Conversations travel in ARGV as n, then n messages, then n time codes.
 
 _LIB = """
--- Move the session to its new place in ss.sessions and stamp updated_at.
-local function touch(now, member)
-  local old = redis.call('HGET', KEYS[1], 'order')
-  if old then redis.call('ZREM', KEYS[2], old) end
-  redis.call('HSET', KEYS[1], 'updated_at', now, 'order', member)
-  redis.call('ZADD', KEYS[2], 0, member)
-end
-
 -- RPUSH values[first..last] onto key, in chunks (unpack has a stack limit).
 local function push(key, values, first, last)
   for i = first, last, 1000 do
@@ -115,127 +126,120 @@ end
 -- Replace the conversation with the n messages and times in ARGV from index `at` on.
 local function put_conversation(at)
   local n = tonumber(ARGV[at])
-  redis.call('DEL', KEYS[3], KEYS[4])
-  push(KEYS[3], ARGV, at + 1, at + n)
-  push(KEYS[4], ARGV, at + n + 1, at + 2 * n)
-  return at + 2 * n + 1
+  redis.call('DEL', KEYS[2], KEYS[3])
+  push(KEYS[2], ARGV, at + 1, at + n)
+  push(KEYS[3], ARGV, at + n + 1, at + 2 * n)
 end
 """
 
-# ARGV: 1 order member, 2 k, 3..2+k field/value pairs, then a conversation. 0 if S exists.
+# KEYS: 1 ss.ids, 2 ss.registry (the store's slot). ARGV: 1 the day (YYYYMMDD).
+# Takes the day's next number and registers the id it makes, in the form of
+# rules.format_session_id (day, "_", number). Returns the number.
+_RESERVE = Script(
+    """
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('SADD', KEYS[2], ARGV[1] .. '_' .. n)
+return n
+"""
+)
+
+# ARGV: 1 k, 2..1+k field/value pairs, then a conversation. 0 if S exists.
 _CREATE = Script(
     _LIB
     + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local k = tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 'order', ARGV[1], unpack(ARGV, 3, 2 + k))
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
-put_conversation(3 + k)
+local k = tonumber(ARGV[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 2, 1 + k))
+put_conversation(2 + k)
 return 1
 """
 )
 
-# ARGV: 1 now, 2 order member, 3.. field/value pairs. 0 if S is missing.
+# ARGV: 1 now, 2.. field/value pairs. 0 if S is missing.
 _UPDATE = Script(
-    _LIB
-    + """
+    """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
-touch(ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[1], unpack(ARGV, 2))
 return 1
 """
 )
 
-# ARGV: 1 now, 2 order member, 3 message, 4 time code. 0 if S is missing.
+# ARGV: 1 now, 2 message, 3 time code. 0 if S is missing.
 _ADD = Script(
-    _LIB
-    + """
+    """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('RPUSH', KEYS[3], ARGV[3])
-redis.call('RPUSH', KEYS[4], ARGV[4])
-touch(ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
 return 1
 """
 )
 
-# ARGV: 1 now, 2 order member, then a conversation. 0 if S is missing.
+# ARGV: 1 now, then a conversation. 0 if S is missing.
 _REPLACE = Script(
     _LIB
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-put_conversation(3)
-touch(ARGV[1], ARGV[2])
+put_conversation(2)
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
 return 1
 """
 )
 
-# ARGV: 1 now, 2 order member, 3 the threshold as hex16. Keeps undated messages and those
-# created before the threshold (SS-10); fixed-width hex compares like the numbers.
+# ARGV: 1 now, 2 the threshold as hex16. Keeps undated messages and those created before the
+# threshold (SS-10); fixed-width hex compares like the numbers.
 _TRUNCATE = Script(
     _LIB
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local times = redis.call('LRANGE', KEYS[4], 0, -1)
+local times = redis.call('LRANGE', KEYS[3], 0, -1)
 local kept = {}
 for i, t in ipairs(times) do
-  if t == '-' or t < ARGV[3] then kept[#kept + 1] = i end
+  if t == '-' or t < ARGV[2] then kept[#kept + 1] = i end
 end
 if #kept < #times then
-  local messages = redis.call('LRANGE', KEYS[3], 0, -1)
+  local messages = redis.call('LRANGE', KEYS[2], 0, -1)
   local kept_messages, kept_times = {}, {}
   for j, i in ipairs(kept) do
     kept_messages[j] = messages[i]
     kept_times[j] = times[i]
   end
-  redis.call('DEL', KEYS[3], KEYS[4])
-  push(KEYS[3], kept_messages, 1, #kept_messages)
-  push(KEYS[4], kept_times, 1, #kept_times)
+  redis.call('DEL', KEYS[2], KEYS[3])
+  push(KEYS[2], kept_messages, 1, #kept_messages)
+  push(KEYS[3], kept_times, 1, #kept_times)
 end
-touch(ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[1])
 return 1
 """
 )
 
-# Deletes S, its conversation and its place in ss.sessions. 0 if S is missing.
+# Deletes S and its conversation. 0 if S is missing.
 _DELETE = Script(
     """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local old = redis.call('HGET', KEYS[1], 'order')
-if old then redis.call('ZREM', KEYS[2], old) end
-redis.call('DEL', KEYS[1], KEYS[3], KEYS[4])
-return 1
+return redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) > 0 and 1 or 0
 """
 )
 
-# KEYS: 1 source hash, 2 ss.sessions, 3 source messages, 4 source times, 5 new hash,
-# 6 new messages, 7 new times. ARGV: 1 order member, 2 c, 3..2+c the carried field names,
-# then field/value pairs of the new session. Returns {} if the source is missing, else
-# {message count, carried values...}; values are copied as stored, never parsed.
-_COPY = Script(
+# ARGV: 1 "1" to read the messages too. nil if S is missing, else
+# {HGETALL as a flat list, message count[, messages]}: one session, read whole.
+_READ = Script(
     """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
-if redis.call('EXISTS', KEYS[5]) == 1 then return redis.error_reply('copy target exists') end
-local c = tonumber(ARGV[2])
-local reply = {0}
-local fields = {'order', ARGV[1]}
-for i = 3, 2 + c do
-  local value = redis.call('HGET', KEYS[1], ARGV[i])
-  fields[#fields + 1] = ARGV[i]
-  fields[#fields + 1] = value
-  reply[#reply + 1] = value
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then return false end
+if ARGV[1] == '1' then
+  return {fields, redis.call('LLEN', KEYS[2]), redis.call('LRANGE', KEYS[2], 0, -1)}
 end
-for i = 3 + c, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[5], unpack(fields))
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
-local messages = redis.call('LRANGE', KEYS[3], 0, -1)
-local times = redis.call('LRANGE', KEYS[4], 0, -1)
-for i = 1, #messages, 1000 do
-  local last = math.min(i + 999, #messages)
-  redis.call('RPUSH', KEYS[6], unpack(messages, i, last))
-  redis.call('RPUSH', KEYS[7], unpack(times, i, last))
-end
-reply[1] = #messages
-return reply
+return {fields, redis.call('LLEN', KEYS[2])}
+"""
+)
+
+# ARGV: the field names a copy carries (SS-19). nil if S is missing, else
+# {{values as stored}, messages, time codes}: the source of a copy, read whole.
+_COPY_SOURCE = Script(
+    """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+return {redis.call('HMGET', KEYS[1], unpack(ARGV)), redis.call('LRANGE', KEYS[2], 0, -1),
+        redis.call('LRANGE', KEYS[3], 0, -1)}
 """
 )
 
@@ -247,6 +251,11 @@ class _Read:
     fields: dict[str, str]
     count: int
     messages: list[bytes | str] | None
+
+
+def _hash(flat: Sequence[Any]) -> dict[str, str]:
+    """A HGETALL reply (a flat list, as scripts return it) as a dict of str."""
+    return {text(flat[i]): text(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
 def _session(read: _Read, conversation: tuple[Message, ...] | None = None) -> Session:
@@ -285,133 +294,139 @@ class RedisSessionStore:
     """A :class:`~agentstores.spec.session_store.SessionStore` on Redis.
 
     Args:
-        url: a Redis URL (``redis://host:6379/0``); or give ``client`` or ``connection_pool``
-            instead (exactly one of the three; a caller's client or pool is not closed here).
+        url: a Redis URL (``redis://host:6379/0``); or give ``client`` (a ``Redis`` or
+            ``RedisCluster``) or ``connection_pool`` instead (exactly one of the three; a
+            caller's client or pool is not closed here).
+        cluster: ``url`` names a node of a Redis Cluster.
         prefix: prepended to every key (no ``{`` or ``}``); stores with distinct prefixes
             never see each other's data (G-19).
         clock: the source of every time the store stamps (G-6).
-        socket_connect_timeout, socket_timeout: seconds, for a client made from ``url``.
+        socket_connect_timeout, socket_timeout, max_connections, pool_timeout: for a client
+            made from ``url``: seconds to connect, seconds to wait for each reply, the most
+            connections the store opens, and seconds a call waits for a free one; a call that
+            runs out of any of them raises StorageUnavailable (G-22). See
+            :class:`~agentstores.reference.redis._client.ClientHandle`.
     """
 
     def __init__(
         self,
         url: str | None = None,
         *,
-        client: aioredis.Redis | None = None,
+        client: RedisClient | None = None,
         connection_pool: aioredis.ConnectionPool | None = None,
+        cluster: bool = False,
         prefix: str = "agentstores:",
         clock: Clock = system_clock,
         socket_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
     ) -> None:
         self._keys = KeySpace(prefix)
         self._handle = ClientHandle(
             url=url,
             client=client,
             connection_pool=connection_pool,
+            cluster=cluster,
             socket_connect_timeout=socket_connect_timeout,
             socket_timeout=socket_timeout,
+            max_connections=max_connections,
+            pool_timeout=pool_timeout,
         )
         self._clock = clock
-        self._index = self._keys.key("ss.sessions")
+        self._registry = self._keys.key("ss.registry")
         self._ids = self._keys.key("ss.ids")
 
     # --- keys and helpers ------------------------------------------------------------------
 
     def session_keys(self, session_id: str) -> list[str]:
-        """KEYS[1..4] of the per-session scripts (also a back door for tests)."""
+        """The keys of a session: its hash, the store's registry, its messages and times (a
+        back door for tests; the per-session scripts take the three in the session's slot)."""
+        tag = (session_id,)
         return [
-            self._keys.key("ss.session", session_id),
-            self._index,
-            self._keys.key("ss.messages", session_id),
-            self._keys.key("ss.times", session_id),
+            self._keys.key("ss.session", tag=tag),
+            self._registry,
+            self._keys.key("ss.messages", tag=tag),
+            self._keys.key("ss.times", tag=tag),
         ]
 
+    def _script_keys(self, session_id: str) -> list[str]:
+        """KEYS[1..3] of the per-session scripts: hash, messages, times (one slot)."""
+        hash_key, _, messages_key, times_key = self.session_keys(session_id)
+        return [hash_key, messages_key, times_key]
+
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> RedisClient:
         """The store's client (a back door for tests)."""
         return self._handle.client
 
     def _now(self) -> int:
         return check_timestamp(self._clock(), what="clock reading")
 
-    @staticmethod
-    def _member(session_id: str, updated_at: int) -> str:
-        return _hex(_MAX_TIME - updated_at) + session_id
-
     async def _new_id(self, now: int) -> str:
-        """Reserve an id (SS-4); a failure after this leaves a gap, never a reuse."""
+        """Reserve and register an id (SS-4); a failure after this leaves a registered id
+        without a session, which readers skip and nobody reuses."""
         day = rules.day_of(now)
         async with translate_errors("reserve a session id"):
-            number = await self._handle.client.hincrby(self._ids, day, 1)
+            number = await _RESERVE(self._handle.client, [self._ids, self._registry], [day])
         return rules.format_session_id(day, int(number))
 
-    async def _read(self, session_ids: Sequence[str], *, messages: bool) -> list[_Read | None]:
-        """Read sessions in one MULTI/EXEC: each is whole, or None if missing."""
-        if not session_ids:
-            return []
-        async with (
-            translate_errors("read sessions"),
-            self._handle.client.pipeline(transaction=True) as pipe,
-        ):
-            for session_id in session_ids:
-                hash_key, _, messages_key, _ = self.session_keys(session_id)
-                pipe.hgetall(hash_key)
-                pipe.llen(messages_key)
-                if messages:
-                    pipe.lrange(messages_key, 0, -1)
-            replies = await pipe.execute()
-        step = 3 if messages else 2
-        found: list[_Read | None] = []
-        for i in range(0, len(replies), step):
-            raw = cast(dict[Any, Any], replies[i])
-            if not raw:
-                found.append(None)
-                continue
-            fields = {text(k): text(v) for k, v in raw.items()}
-            found.append(_Read(fields, int(replies[i + 1]), replies[i + 2] if messages else None))
-        return found
+    @staticmethod
+    def _parse_read(reply: Any) -> _Read | None:
+        if reply is None:
+            return None
+        fields = _hash(reply[0])
+        return _Read(fields, int(reply[1]), reply[2] if len(reply) > 2 else None)
 
     async def _read_one(self, session_id: str, *, messages: bool) -> _Read:
-        (read,) = await self._read([session_id], messages=messages)
+        """One session, read whole by one script."""
+        flag = "1" if messages else "0"
+        async with translate_errors("read session"):
+            reply = await _READ(self._handle.client, self._script_keys(session_id), [flag])
+        read = self._parse_read(reply)
         if read is None:
             raise NotFound(f"no session {session_id!r}")
         return read
 
     async def _all(self, *, messages: bool) -> list[_Read]:
-        """Every session (see the module docstring for what a concurrent write may do)."""
+        """Every session, each read whole (see the module docstring for what a concurrent
+        write may do): the registry, then one read script per session in one pipeline."""
+        flag = "1" if messages else "0"
         async with translate_errors("list sessions"):
-            members = await self._handle.client.zrange(self._index, 0, -1)
-        ids = [text(member)[16:] for member in cast(list[bytes | str], members)]
-        return [read for read in await self._read(ids, messages=messages) if read is not None]
+            members = await self._handle.client.smembers(self._registry)
+            ids = sorted(text(member) for member in members)
+            replies = await _READ.many(
+                self._handle.client, [(self._script_keys(i), [flag]) for i in ids]
+            )
+        reads = (self._parse_read(reply) for reply in replies)
+        return [read for read in reads if read is not None]
 
     async def _write(self, script: Script, session_id: str, args: Sequence[str]) -> None:
         """Run a per-session write script; NotFound if it found no session."""
         async with translate_errors("write session"):
-            done = await script(self._handle.client, self.session_keys(session_id), args)
+            done = await script(self._handle.client, self._script_keys(session_id), args)
         if not done:
             raise NotFound(f"no session {session_id!r}")
 
     async def _update(self, session_id: str, fields: Mapping[str, Any]) -> None:
         """Set ``fields`` and ``updated_at = now`` in one script (SS-11 .. SS-14)."""
         now = self._now()
-        args = [dump_json(now), self._member(session_id, now), *_field_args(fields)]
-        await self._write(_UPDATE, session_id, args)
+        await self._write(_UPDATE, session_id, [dump_json(now), *_field_args(fields)])
+
+    async def _create(
+        self, session_id: str, pairs: Sequence[str], conversation: Sequence[str]
+    ) -> None:
+        """Write a new (registered) session whole: its fields and a conversation's ARGV."""
+        args = [str(len(pairs)), *pairs, *conversation]
+        async with translate_errors("create session"):
+            created = await _CREATE(self._handle.client, self._script_keys(session_id), args)
+        if not created:  # the id counter went backwards: storage was tampered with
+            raise StorageUnavailable(f"session id {session_id!r} is taken: corrupt id counter")
 
     async def _insert(self, session: Session, conversation: Sequence[Message]) -> Session:
         """Store a new session with its conversation in one script."""
-        fields = rules.session_to_json(session)
-        pairs = _field_args(fields)
-        args = [
-            self._member(session.id, session.updated_at),
-            str(len(pairs)),
-            *pairs,
-            *_conversation_args(conversation),
-        ]
-        async with translate_errors("create session"):
-            created = await _CREATE(self._handle.client, self.session_keys(session.id), args)
-        if not created:  # the id counter went backwards: storage was tampered with
-            raise StorageUnavailable(f"session id {session.id!r} is taken: corrupt id counter")
+        pairs = _field_args(rules.session_to_json(session))
+        await self._create(session.id, pairs, _conversation_args(conversation))
         return replace(session, message_count=len(conversation))
 
     # --- sessions (SS-3 .. SS-7, SS-16) -----------------------------------------------------
@@ -448,14 +463,19 @@ class RedisSessionStore:
             return []
         sessions = [_session(read) for read in await self._all(messages=False)]
         chosen = [s for s in sessions if s.session_type in types]
-        # Already in rank order; sorting again keeps the order right if an update moved a
-        # session between the two reads.
+        # SS-6's order: the registry is a set, so the listing is sorted here.
         return sorted(chosen, key=lambda s: rules.list_order(s.id, s.updated_at))
 
     async def delete_session(self, session_id: str) -> None:
-        """Delete the session and its conversation in one script (SS-7)."""
+        """Delete the session and its conversation in one script, then unregister it (SS-7).
+
+        The id leaves the registry only after a delete that found the session: an id whose
+        creation is under way (registered, not yet written) is never unregistered.
+        """
         rules.check_session_id(session_id)
         await self._write(_DELETE, session_id, [])
+        async with translate_errors("unregister session"):
+            await self._handle.client.srem(self._registry, session_id)
 
     async def get_insights(self) -> SessionInsights:
         """Session count and token total over every session (SS-16)."""
@@ -468,12 +488,7 @@ class RedisSessionStore:
         rules.check_session_id(session_id)
         (checked,) = rules.check_conversation([message])
         now = self._now()
-        args = [
-            dump_json(now),
-            self._member(session_id, now),
-            dump_json(message_to_json(checked)),
-            _time_code(checked),
-        ]
+        args = [dump_json(now), dump_json(message_to_json(checked)), _time_code(checked)]
         await self._write(_ADD, session_id, args)
 
     async def replace_conversation(self, session_id: str, conversation: Sequence[Message]) -> None:
@@ -481,16 +496,14 @@ class RedisSessionStore:
         rules.check_session_id(session_id)
         messages = rules.check_conversation(conversation)
         now = self._now()
-        args = [dump_json(now), self._member(session_id, now), *_conversation_args(messages)]
-        await self._write(_REPLACE, session_id, args)
+        await self._write(_REPLACE, session_id, [dump_json(now), *_conversation_args(messages)])
 
     async def truncate_conversation(self, session_id: str, timestamp: int) -> None:
         """Drop the messages created at or after ``timestamp`` in one script (SS-10)."""
         rules.check_session_id(session_id)
         check_timestamp(timestamp, what="timestamp")
         now = self._now()
-        args = [dump_json(now), self._member(session_id, now), _hex(timestamp)]
-        await self._write(_TRUNCATE, session_id, args)
+        await self._write(_TRUNCATE, session_id, [dump_json(now), _hex(timestamp)])
 
     # --- updates (SS-11 .. SS-13) -----------------------------------------------------------
 
@@ -549,13 +562,23 @@ class RedisSessionStore:
         return await self._insert(rules.imported_session(template, session_id, now), conversation)
 
     async def copy_session(self, session_id: str, new_name: str) -> Session:
-        """A new session with what SS-19 lists, copied inside one script."""
+        """A new session with what SS-19 lists: the source is read whole by one script in its
+        slot, then the copy is registered and written whole in its own (module docstring)."""
         rules.check_session_id(session_id)
         name = rules.check_name(new_name, what="new_name")
+        async with translate_errors("copy session"):
+            source = await _COPY_SOURCE(
+                self._handle.client, self._script_keys(session_id), list(_CARRIED)
+            )
+        if source is None:
+            raise NotFound(f"no session {session_id!r}")
+        values, messages, times = source
+        if any(value is None for value in values) or len(messages) != len(times):
+            raise StorageUnavailable(f"stored session {session_id!r} is corrupt")
         now = self._now()
         new_id = await self._new_id(now)
-        # The fields the copy does not take from its source (the carried ones come from the
-        # script, as stored, so that the copy is one consistent snapshot of the source).
+        # The fields the copy does not take from its source; the carried ones are copied as
+        # stored, so the copy is one consistent snapshot of the source.
         own = {
             key: value
             for key, value in rules.session_to_json(
@@ -564,18 +587,12 @@ class RedisSessionStore:
             if key not in _CARRIED
         }
         own["user_set_name"] = True
-        pairs = _field_args(own)
-        source_keys = self.session_keys(session_id)
-        target_keys = self.session_keys(new_id)
-        keys = [*source_keys, target_keys[0], target_keys[2], target_keys[3]]
-        args = [self._member(new_id, now), str(len(_CARRIED)), *_CARRIED, *pairs]
-        async with translate_errors("copy session"):
-            reply = await _COPY(self._handle.client, keys, args)
-        if not reply:
-            raise NotFound(f"no session {session_id!r}")
-        carried = {key: text(value) for key, value in zip(_CARRIED, reply[1:], strict=True)}
-        fields = {key: text(dump_json(value)) for key, value in own.items()} | carried
-        return _session(_Read(fields, int(reply[0]), None))
+        carried = {key: text(value) for key, value in zip(_CARRIED, values, strict=True)}
+        fields = {key: dump_json(value) for key, value in own.items()} | carried
+        pairs = [part for item in fields.items() for part in item]
+        conversation = [str(len(messages)), *messages, *times]
+        await self._create(new_id, pairs, conversation)
+        return _session(_Read(fields, len(messages), None))
 
     # --- search (SS-20 .. SS-22) ------------------------------------------------------------
 
@@ -620,13 +637,21 @@ class RedisSessionStore:
 
 
 @asynccontextmanager
-async def _opened(context: StoreContext) -> AsyncIterator[RedisSessionStore]:
+async def _opened(context: StoreContext, cluster: bool) -> AsyncIterator[RedisSessionStore]:
     async with RedisSessionStore(
-        server.current_url(), prefix=context.namespace + ":", clock=context.clock
+        _cluster.kit_url(cluster=cluster),
+        cluster=cluster,
+        prefix=context.namespace + ":",
+        clock=context.clock,
     ) as store:
         yield store
 
 
 def open_store(context: StoreContext) -> AbstractAsyncContextManager[RedisSessionStore]:
     """The kit's opener: key prefix ``namespace:`` on the server of the backend's lifespan."""
-    return _opened(context)
+    return _opened(context, False)
+
+
+def open_cluster_store(context: StoreContext) -> AbstractAsyncContextManager[RedisSessionStore]:
+    """As :func:`open_store`, on the cluster of the ``redis-cluster`` backend's lifespan."""
+    return _opened(context, True)

@@ -12,6 +12,12 @@ and a user's sessions spread over the cluster with the users. Components are esc
 two (user, session) pairs share a key whatever they contain (ST-11); the empty field name
 cannot be a module name (module names are ids, G-1).
 
+On a Redis Cluster (a ``RedisCluster`` client, or a node's URL with ``cluster=True``): every
+script declares keys of one user's tag, so each runs whole on the primary of that user's slot.
+No operation spans users: ``list_sessions`` reads the user's sorted set and checks each batch
+against the hashes in one script, all in the user's slot, so it costs what it costs on one
+server. A user's sessions live on one shard; many users spread over the cluster.
+
 TTL is Redis's own key expiry (milliseconds on the server's clock): a store configured with a
 TTL sets ``PEXPIRE`` on every save and in the load script when the session is found, so the
 deadline slides (ST-16); a store without one re-applies the remaining time it finds before
@@ -39,18 +45,21 @@ from agentstores.conformance.backend import StoreContext
 from agentstores.spec.state_session import DEFAULT_USER_ID, StateModule
 
 from .. import state_session_rules as rules
-from . import server
+from . import cluster as _cluster
 from ._client import (
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_POOL_TIMEOUT,
     DEFAULT_SOCKET_TIMEOUT,
     ClientHandle,
     KeySpace,
+    RedisClient,
     Script,
     text,
     translate_errors,
 )
 
-__all__ = ["RedisStateSessionStore", "open_store"]
+__all__ = ["RedisStateSessionStore", "open_cluster_store", "open_store"]
 
 #: How many members of a user's sorted set a listing checks per round trip.
 _LIST_BATCH = 256
@@ -106,7 +115,7 @@ return removed
 _PRUNE = Script(
     """
 local alive = {}
-for i = 2, #KEYS do
+for i = 2, #ARGV + 1 do
   if redis.call('EXISTS', KEYS[i]) == 1 then
     alive[#alive + 1] = ARGV[i - 1]
   else
@@ -122,25 +131,34 @@ class RedisStateSessionStore:
     """A :class:`~agentstores.spec.state_session.StateSessionStore` on Redis.
 
     Args:
-        url: a Redis URL (``redis://host:6379/0``); or give ``client`` or ``connection_pool``
-            instead (exactly one of the three; a caller's client or pool is not closed here).
+        url: a Redis URL (``redis://host:6379/0``); or give ``client`` (a ``Redis`` or
+            ``RedisCluster``) or ``connection_pool`` instead (exactly one of the three; a
+            caller's client or pool is not closed here).
+        cluster: ``url`` names a node of a Redis Cluster.
         prefix: prepended to every key (no ``{`` or ``}``); stores with distinct prefixes never
             see each other's sessions (ST-12).
         ttl_seconds: the time to live of sessions this store saves or loads (ST-15 .. ST-17),
             a positive int, measured by the server; None (default) for none (ST-18).
-        socket_connect_timeout, socket_timeout: seconds, for a client made from ``url``.
+        socket_connect_timeout, socket_timeout, max_connections, pool_timeout: for a client
+            made from ``url``: seconds to connect, seconds to wait for each reply, the most
+            connections the store opens, and seconds a call waits for a free one; a call that
+            runs out of any of them raises StorageUnavailable (G-22). See
+            :class:`~agentstores.reference.redis._client.ClientHandle`.
     """
 
     def __init__(
         self,
         url: str | None = None,
         *,
-        client: aioredis.Redis | None = None,
+        client: RedisClient | None = None,
         connection_pool: aioredis.ConnectionPool | None = None,
+        cluster: bool = False,
         prefix: str = "agentstores:",
         ttl_seconds: int | None = None,
         socket_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
     ) -> None:
         ttl_ms = rules.ttl_milliseconds(ttl_seconds)
         self._ttl_arg = "" if ttl_ms is None else str(ttl_ms)
@@ -149,8 +167,11 @@ class RedisStateSessionStore:
             url=url,
             client=client,
             connection_pool=connection_pool,
+            cluster=cluster,
             socket_connect_timeout=socket_connect_timeout,
             socket_timeout=socket_timeout,
+            max_connections=max_connections,
+            pool_timeout=pool_timeout,
         )
 
     def state_key(self, session_id: str, user_id: str) -> str:
@@ -162,7 +183,7 @@ class RedisStateSessionStore:
         return self._keys.key("st.sessions", tag=(user_id,))
 
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> RedisClient:
         """The Redis client (for tests and tools; writing keys directly bypasses the spec)."""
         return self._handle.client
 
@@ -277,9 +298,10 @@ class RedisStateSessionStore:
 
 
 @asynccontextmanager
-async def _opened(context: StoreContext) -> AsyncIterator[RedisStateSessionStore]:
+async def _opened(context: StoreContext, cluster: bool) -> AsyncIterator[RedisStateSessionStore]:
     async with RedisStateSessionStore(
-        server.current_url(),
+        _cluster.kit_url(cluster=cluster),
+        cluster=cluster,
         prefix=context.namespace + ":",
         ttl_seconds=context.options.get(rules.TTL_OPTION),
     ) as store:
@@ -289,4 +311,11 @@ async def _opened(context: StoreContext) -> AsyncIterator[RedisStateSessionStore
 def open_store(context: StoreContext) -> AbstractAsyncContextManager[RedisStateSessionStore]:
     """The kit's opener: key prefix ``namespace:`` on the server of the backend's lifespan,
     and the TTL of the context option ``ttl_seconds``."""
-    return _opened(context)
+    return _opened(context, False)
+
+
+def open_cluster_store(
+    context: StoreContext,
+) -> AbstractAsyncContextManager[RedisStateSessionStore]:
+    """As :func:`open_store`, on the cluster of the ``redis-cluster`` backend's lifespan."""
+    return _opened(context, True)

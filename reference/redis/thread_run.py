@@ -29,15 +29,21 @@ Atomicity: each write is one Lua script (:data:`_WRITE_THREAD`, :data:`_SAVE_MES
 :data:`_CREATE_RUN`, :data:`_CHECKPOINT`, :data:`_DELETE_THREAD`) that checks and writes in one
 round trip; scripts run in isolation, so readers never see half an operation (G-17, TR-19)
 and concurrent ``create_run`` calls of one id have one winner (TR-22). Multi-key reads are
-scripts or MULTI/EXEC transactions, so pages and totals agree.
+scripts too, so pages and totals agree.
 
-Slots and clusters: runs are global by id (TR-12) and ``list_threads``/``list_runs`` order
-every thread and run of the store, so every write must update store-wide indexes together with
-the thread's keys. A per-thread hash tag would make those scripts cross-slot. Every key of one
-store therefore carries the store's tag (``{@<prefix>}``): all of a store's keys share one
-slot, every script declares all the keys it touches, and the scripts are valid on a Redis
-Cluster; one store lives on one shard, and distinct prefixes (e.g. one per tenant) spread over
-the cluster. The backend does not claim the ``cluster`` capability (the kit tests one server).
+Slots and clusters (a ``RedisCluster`` client, or a node's URL with ``cluster=True``): runs are
+global by id (TR-12: a run id is unique across threads, and a checkpoint of a run stored on
+another thread is refused, TR-21), and ``list_threads``/``list_runs`` order every thread and
+run of the store, so each write must check the run-id registry and update store-wide indexes
+in the same atomic step as the thread's keys. Every key of one store therefore carries the
+store's tag (``{@<prefix>}``): a store's keys share one slot, every script declares all the
+keys it touches, each script runs whole on the primary of that slot, and the listings that
+span threads are single range reads there, as on one server. The cost: one store lives on one
+shard of the cluster; stores of distinct prefixes (e.g. one per tenant or agent) spread over
+the cluster. Per-thread tags would spread one store, but the id registry and the global
+indexes would then sit in other slots, written in separate steps: a failover between the
+steps would leave an id taken by no run, or a listing naming a run in a stale status, which
+the spec does not allow.
 """
 
 from __future__ import annotations
@@ -71,19 +77,22 @@ from agentstores.spec.values import (
 )
 
 from .. import thread_run_rules as rules
-from . import server
+from . import cluster as _cluster
 from ._client import (
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_POOL_TIMEOUT,
     DEFAULT_SOCKET_TIMEOUT,
     ClientHandle,
     KeySpace,
+    RedisClient,
     Script,
     load_record,
     text,
     translate_errors,
 )
 
-__all__ = ["RedisThreadRunStore", "open_store"]
+__all__ = ["RedisThreadRunStore", "open_cluster_store", "open_store"]
 
 _MAX_TIME = 2**63 - 1
 #: Redis takes ZRANGE bounds as signed 64-bit; a larger requested page means "to the end".
@@ -237,6 +246,14 @@ return redis.call('HGET', KEYS[2], string.sub(last, 33))
 """
 )
 
+# KEYS: 1 tr.thread:T, 2 tr.messages:T. nil if T is missing, else its messages' JSON.
+_LOAD_MESSAGES = Script(
+    """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+return {redis.call('LRANGE', KEYS[2], 0, -1)}
+"""
+)
+
 # KEYS: 1 a by-created index, 2 tr.runs. ARGV: offset, limit (already clamped to 1..200).
 # Returns {total, offset clamped to total, {json...}} read in one consistent step.
 _LIST_RUNS = Script(
@@ -257,32 +274,44 @@ class RedisThreadRunStore:
     """A :class:`~agentstores.spec.thread_run.ThreadRunStore` on Redis.
 
     Args:
-        url: a Redis URL (``redis://host:6379/0``); or give ``client`` or ``connection_pool``
-            instead (exactly one of the three; a caller's client or pool is not closed here).
+        url: a Redis URL (``redis://host:6379/0``); or give ``client`` (a ``Redis`` or
+            ``RedisCluster``) or ``connection_pool`` instead (exactly one of the three; a
+            caller's client or pool is not closed here).
+        cluster: ``url`` names a node of a Redis Cluster.
         prefix: prepended to every key (no ``{`` or ``}``); stores with distinct prefixes
             never see each other's data (G-19).
         clock: the clock checkpoints stamp threads with (G-6).
-        socket_connect_timeout, socket_timeout: seconds, for a client made from ``url``.
+        socket_connect_timeout, socket_timeout, max_connections, pool_timeout: for a client
+            made from ``url``: seconds to connect, seconds to wait for each reply, the most
+            connections the store opens, and seconds a call waits for a free one; a call that
+            runs out of any of them raises StorageUnavailable (G-22). See
+            :class:`~agentstores.reference.redis._client.ClientHandle`.
     """
 
     def __init__(
         self,
         url: str | None = None,
         *,
-        client: aioredis.Redis | None = None,
+        client: RedisClient | None = None,
         connection_pool: aioredis.ConnectionPool | None = None,
+        cluster: bool = False,
         prefix: str = "agentstores:",
         clock: Clock = system_clock,
         socket_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
     ) -> None:
         self._keys = KeySpace(prefix)
         self._handle = ClientHandle(
             url=url,
             client=client,
             connection_pool=connection_pool,
+            cluster=cluster,
             socket_connect_timeout=socket_connect_timeout,
             socket_timeout=socket_timeout,
+            max_connections=max_connections,
+            pool_timeout=pool_timeout,
         )
         self._clock = clock
         self._threads = self._keys.key("tr.threads")
@@ -419,16 +448,12 @@ class RedisThreadRunStore:
     async def load_messages(self, thread_id: str) -> list[Message] | None:
         """The thread's messages in order; None for a missing thread (TR-7)."""
         check_id(thread_id, what="thread id")
-        async with (
-            translate_errors("load_messages"),
-            self._handle.client.pipeline(transaction=True) as pipe,
-        ):
-            pipe.exists(self._thread_key(thread_id))
-            pipe.lrange(self._messages_key(thread_id), 0, -1)
-            exists, raw = await pipe.execute()
-        if not exists:
+        keys = [self._thread_key(thread_id), self._messages_key(thread_id)]
+        async with translate_errors("load_messages"):
+            reply = await _LOAD_MESSAGES(self._handle.client, keys, [])
+        if reply is None:
             return None
-        return [message_from_json(load_record(item, what="message")) for item in raw]
+        return [message_from_json(load_record(item, what="message")) for item in reply[0]]
 
     async def save_messages(self, thread_id: str, messages: Sequence[Message]) -> None:
         """Replace the thread's messages; NotFound for a missing thread (TR-8)."""
@@ -548,13 +573,21 @@ class RedisThreadRunStore:
 
 
 @asynccontextmanager
-async def _opened(context: StoreContext) -> AsyncIterator[RedisThreadRunStore]:
+async def _opened(context: StoreContext, cluster: bool) -> AsyncIterator[RedisThreadRunStore]:
     async with RedisThreadRunStore(
-        server.current_url(), prefix=context.namespace + ":", clock=context.clock
+        _cluster.kit_url(cluster=cluster),
+        cluster=cluster,
+        prefix=context.namespace + ":",
+        clock=context.clock,
     ) as store:
         yield store
 
 
 def open_store(context: StoreContext) -> AbstractAsyncContextManager[RedisThreadRunStore]:
     """The kit's opener: key prefix ``namespace:`` on the server of the backend's lifespan."""
-    return _opened(context)
+    return _opened(context, False)
+
+
+def open_cluster_store(context: StoreContext) -> AbstractAsyncContextManager[RedisThreadRunStore]:
+    """As :func:`open_store`, on the cluster of the ``redis-cluster`` backend's lifespan."""
+    return _opened(context, True)

@@ -58,6 +58,7 @@ from agentstores.spec.errors import InvalidArgument, StorageUnavailable, StoreEr
 
 __all__ = [
     "DATABASE_FILE",
+    "DEFAULT_BUSY_TIMEOUT",
     "Database",
     "Migration",
     "Synchronous",
@@ -77,6 +78,10 @@ Migration: TypeAlias = str | Callable[[sqlite3.Connection, str], None]
 
 #: The ``PRAGMA synchronous`` levels a :class:`Database` accepts (see the module docstring).
 Synchronous: TypeAlias = Literal["NORMAL", "FULL"]
+
+#: Seconds a write waits for another connection's lock (another store, another process) before
+#: it fails with StorageUnavailable; readers never wait for a writer (WAL).
+DEFAULT_BUSY_TIMEOUT = 10.0
 
 #: The database file of a kit context, in ``StoreContext.root``; every family shares it.
 DATABASE_FILE = "agentstores.sqlite3"
@@ -167,7 +172,7 @@ class Database:
         family: str,
         migrations: Sequence[Migration],
         synchronous: Synchronous = "FULL",
-        busy_timeout: float = 10.0,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
         self.prefix = check_prefix(prefix)
         if synchronous not in ("NORMAL", "FULL"):
@@ -250,6 +255,11 @@ class Database:
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(conn)
+            if conn.in_transaction:
+                # The rollback failed too (the disk is gone): never reuse a connection stuck
+                # in a transaction; closing it rolls back, and the next operation reconnects.
+                with contextlib.suppress(sqlite3.Error):
+                    self._disconnect()
             raise
         return result
 

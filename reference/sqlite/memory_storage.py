@@ -41,7 +41,7 @@ from agentstores.spec.messages import Message, message_from_json, message_to_jso
 from agentstores.spec.values import Clock, check_id, dump_json, load_json, system_clock
 
 from .. import memory_storage_rules as rules
-from ._db import Database, Migration, Synchronous, context_location
+from ._db import DEFAULT_BUSY_TIMEOUT, Database, Migration, Synchronous, context_location
 
 __all__ = ["MIGRATIONS", "SQLiteMemoryStorage", "open_store"]
 
@@ -116,7 +116,8 @@ class SQLiteMemoryStorage:
         clock: the source of every time the store stamps (G-6).
         embedder: enables ``semantic`` retrieval (MS-7); without it semantic is NotSupported.
         synchronous: ``"FULL"`` (default, durable on power loss) or ``"NORMAL"``.
-        busy_timeout: seconds to wait for another writer's lock.
+        busy_timeout: seconds a write waits while another connection or process holds
+            the database's write lock, then StorageUnavailable with nothing written (G-22).
 
     The schema is created or upgraded when the database is first used (MS-28). Use
     ``async with SQLiteMemoryStorage(path) as store:`` or ``await store.close()`` at the end.
@@ -130,7 +131,7 @@ class SQLiteMemoryStorage:
         clock: Clock = system_clock,
         embedder: Embedder | None = None,
         synchronous: Synchronous = "FULL",
-        busy_timeout: float = 10.0,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
         self._db = Database(
             path,

@@ -49,7 +49,7 @@ from agentstores.spec.session_service import (
 from agentstores.spec.values import Clock, JSONObject, dump_json, load_json, system_clock
 
 from .. import session_service_rules as rules
-from ._db import Database, Migration, Synchronous, context_location
+from ._db import DEFAULT_BUSY_TIMEOUT, Database, Migration, Synchronous, context_location
 
 __all__ = ["MIGRATIONS", "SQLiteSessionService", "open_store"]
 
@@ -132,7 +132,8 @@ class SQLiteSessionService:
         prefix: the table prefix that isolates this store from others in the file (G-19).
         clock: the source of every time the store stamps (G-6).
         synchronous: ``"FULL"`` (default, durable on power loss) or ``"NORMAL"``.
-        busy_timeout: seconds to wait for another writer's lock.
+        busy_timeout: seconds a write waits while another connection or process holds
+            the database's write lock, then StorageUnavailable with nothing written (G-22).
 
     Use ``async with SQLiteSessionService(path) as store:``, or call methods directly (the
     database opens on first use) and ``await store.close()`` at the end.
@@ -145,7 +146,7 @@ class SQLiteSessionService:
         prefix: str = "",
         clock: Clock = system_clock,
         synchronous: Synchronous = "FULL",
-        busy_timeout: float = 10.0,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
         self._db = Database(
             path,

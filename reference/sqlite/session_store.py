@@ -52,7 +52,7 @@ from agentstores.spec.session_store import (
 from agentstores.spec.values import Clock, check_timestamp, dump_json, load_json, system_clock
 
 from .. import session_store_rules as rules
-from ._db import Database, Migration, Synchronous, context_location
+from ._db import DEFAULT_BUSY_TIMEOUT, Database, Migration, Synchronous, context_location
 
 __all__ = ["MIGRATIONS", "SQLiteSessionStore", "open_store"]
 
@@ -158,7 +158,8 @@ class SQLiteSessionStore:
         prefix: the table prefix that isolates this store from others in the file (G-19).
         clock: the source of every time the store stamps (G-6).
         synchronous: ``"FULL"`` (default, durable on power loss) or ``"NORMAL"``.
-        busy_timeout: seconds to wait for another writer's lock.
+        busy_timeout: seconds a write waits while another connection or process holds
+            the database's write lock, then StorageUnavailable with nothing written (G-22).
 
     Use ``async with SQLiteSessionStore(path) as store:``, or call methods directly (the
     database opens on first use) and ``await store.close()`` at the end.
@@ -171,7 +172,7 @@ class SQLiteSessionStore:
         prefix: str = "",
         clock: Clock = system_clock,
         synchronous: Synchronous = "FULL",
-        busy_timeout: float = 10.0,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
         self._db = Database(
             path,

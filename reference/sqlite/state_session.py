@@ -28,7 +28,7 @@ from agentstores.spec.state_session import DEFAULT_USER_ID, StateModule
 from agentstores.spec.values import Clock, system_clock
 
 from .. import state_session_rules as rules
-from ._db import Database, Migration, Synchronous, context_location
+from ._db import DEFAULT_BUSY_TIMEOUT, Database, Migration, Synchronous, context_location
 
 __all__ = ["MIGRATIONS", "SQLiteStateSessionStore", "open_store"]
 
@@ -69,7 +69,8 @@ class SQLiteStateSessionStore:
             a positive int; None (default) for none. InvalidArgument otherwise (ST-18).
         clock: the source of save times and deadlines (G-6).
         synchronous: ``"FULL"`` (default, durable on power loss) or ``"NORMAL"``.
-        busy_timeout: seconds to wait for another writer's lock.
+        busy_timeout: seconds a write waits while another connection or process holds
+            the database's write lock, then StorageUnavailable with nothing written (G-22).
 
     Use ``async with SQLiteStateSessionStore(path) as store:``, or call methods directly (the
     database opens on first use) and ``await store.close()`` at the end.
@@ -83,7 +84,7 @@ class SQLiteStateSessionStore:
         ttl_seconds: int | None = None,
         clock: Clock = system_clock,
         synchronous: Synchronous = "FULL",
-        busy_timeout: float = 10.0,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
         self._ttl_ms = rules.ttl_milliseconds(ttl_seconds)
         self._db = Database(

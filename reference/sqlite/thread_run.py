@@ -46,7 +46,7 @@ from agentstores.spec.values import (
 )
 
 from .. import thread_run_rules as rules
-from ._db import Database, Migration, Synchronous, context_location
+from ._db import DEFAULT_BUSY_TIMEOUT, Database, Migration, Synchronous, context_location
 
 __all__ = ["MIGRATIONS", "SQLiteThreadRunStore", "open_store"]
 
@@ -137,7 +137,8 @@ class SQLiteThreadRunStore:
             ASCII letters, digits and underscores.
         clock: the source of every time the store stamps (G-6).
         synchronous: ``"FULL"`` (default, durable on power loss) or ``"NORMAL"``.
-        busy_timeout: seconds to wait for another writer's lock.
+        busy_timeout: seconds a write waits while another connection or process holds
+            the database's write lock, then StorageUnavailable with nothing written (G-22).
 
     Use ``async with SQLiteThreadRunStore(path) as store:``, or call methods directly (the
     database opens on first use) and ``await store.close()`` at the end.
@@ -150,7 +151,7 @@ class SQLiteThreadRunStore:
         prefix: str = "",
         clock: Clock = system_clock,
         synchronous: Synchronous = "FULL",
-        busy_timeout: float = 10.0,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
         self._db = Database(
             path,
