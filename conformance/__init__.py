@@ -16,12 +16,14 @@ if TYPE_CHECKING:
         BackendLoadError,
         Capability,
         Family,
+        FaultInjector,
         Opener,
         StoreContext,
         load_backend,
         registered_backends,
     )
     from .clock import ManualClock
+    from .engine_faults import FaultSwitch
     from .harness import Harness
     from .markers import needs, requirement
     from .profiles import Profile
@@ -34,6 +36,8 @@ _WHERE = {
     "BackendLoadError": "backend",
     "Capability": "backend",
     "Family": "backend",
+    "FaultInjector": "backend",
+    "FaultSwitch": "engine_faults",
     "Opener": "backend",
     "StoreContext": "backend",
     "load_backend": "backend",
@@ -53,6 +57,8 @@ __all__ = [
     "BackendLoadError",
     "Capability",
     "Family",
+    "FaultInjector",
+    "FaultSwitch",
     "Harness",
     "ManualClock",
     "Opener",

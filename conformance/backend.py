@@ -21,12 +21,15 @@ from typing import Any
 
 from agentstores.spec.values import Clock
 
+from .engine_faults import FaultSwitch
+
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Backend",
     "BackendLoadError",
     "Capability",
     "Family",
+    "FaultInjector",
     "Opener",
     "StoreContext",
     "load_backend",
@@ -68,6 +71,11 @@ class Capability(StrEnum):
     """Retrieval ranked by an embedder's similarity (families that have it)."""
     CLUSTER = "cluster"
     """Runs on a Redis Cluster, each compound operation within one slot."""
+    ENGINE_FAULTS = "engine_faults"
+    """An engine failing at any call (a statement, a file write, a request or its reply) makes
+    that operation raise ``StorageUnavailable`` having taken effect whole or not at all, and
+    the same store object works again once the engine does (G-11, G-17, G-23). Claiming it
+    requires :attr:`Backend.fault_injection`, through which the kit makes the engine fail."""
 
 
 def new_namespace() -> str:
@@ -96,6 +104,10 @@ class StoreContext:
 #: Opens one store of a family for a context; the store is closed when the manager exits.
 Opener = Callable[[StoreContext], AbstractAsyncContextManager[Any]]
 
+#: While entered, makes every engine call of the backend's stores of a family consult the
+#: switch and fail when it says so (see :mod:`agentstores.conformance.engine_faults`).
+FaultInjector = Callable[[Family, FaultSwitch], AbstractContextManager[object]]
+
 
 class BackendLoadError(Exception):
     """A backend could not be found or is not a valid :class:`Backend`; the message says why."""
@@ -115,6 +127,14 @@ class Backend:
             they start, which inherits the environment: a lifespan that starts a server should
             put its address there, so that the children reach the same one.
         description: one line for ``agentstores list`` and reports.
+        fault_injection: how the kit makes the engine fail, required to claim
+            ``engine_faults`` (optional otherwise): a :data:`FaultInjector`, called with the
+            family and a :class:`~agentstores.conformance.engine_faults.FaultSwitch`, whose
+            context manager makes the engine calls of the stores opened while it is entered
+            consult the switch. An engine that can fail in several ways gives a mapping of a
+            name to an injector per way (Redis: ``{"request lost": ..., "reply lost": ...}``);
+            the kit checks each. Module-level functions keep the backend picklable for the
+            checks in child processes.
     """
 
     name: str
@@ -122,6 +142,7 @@ class Backend:
     capabilities: frozenset[Capability] = frozenset()
     lifespan: Callable[[], AbstractContextManager[object]] | None = None
     description: str = ""
+    fault_injection: FaultInjector | Mapping[str, FaultInjector] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -148,6 +169,40 @@ class Backend:
                     f"declare Capability members ({known})"
                 )
         object.__setattr__(self, "capabilities", frozenset(self.capabilities))
+        self._check_fault_injection()
+
+    def _check_fault_injection(self) -> None:
+        injection = self.fault_injection
+        if isinstance(injection, Mapping):
+            for key, injector in injection.items():
+                if not isinstance(key, str) or not key or not callable(injector):
+                    raise BackendLoadError(
+                        f"backend {self.name!r}: fault_injection maps a name (str) to an "
+                        f"injector, a callable (family, switch) -> context manager; "
+                        f"got {key!r}: {injector!r}"
+                    )
+        elif injection is not None and not callable(injection):
+            raise BackendLoadError(
+                f"backend {self.name!r}: fault_injection must be a callable "
+                f"(family, switch) -> context manager, not {type(injection).__name__}"
+            )
+        if self.claims(Capability.ENGINE_FAULTS) and not self.fault_injectors:
+            raise BackendLoadError(
+                f"backend {self.name!r} claims engine_faults but gives no fault_injection: "
+                "pass Backend(fault_injection=inject), where inject(family, switch) returns a "
+                "context manager that, while entered, makes every engine call of the stores "
+                "fail when switch.hit() is True (see agentstores.conformance.engine_faults)"
+            )
+
+    @property
+    def fault_injectors(self) -> Mapping[str, FaultInjector]:
+        """Each way the kit can make the engine fail, by name (empty: none given)."""
+        injection = self.fault_injection
+        if injection is None:
+            return {}
+        if isinstance(injection, Mapping):
+            return dict(injection)
+        return {"engine": injection}
 
     @property
     def families(self) -> frozenset[Family]:
@@ -171,7 +226,12 @@ class Backend:
     def with_capabilities(self, capabilities: Iterable[Capability]) -> Backend:
         """A copy of this backend declaring ``capabilities`` instead."""
         return Backend(
-            self.name, self.openers, frozenset(capabilities), self.lifespan, self.description
+            self.name,
+            self.openers,
+            frozenset(capabilities),
+            self.lifespan,
+            self.description,
+            self.fault_injection,
         )
 
 

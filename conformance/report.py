@@ -1,4 +1,5 @@
-"""Conformance reports: what passed, failed or was not claimed, per family and requirement.
+"""Conformance reports: what passed, failed or was not claimed, per family and requirement, and
+per capability (each fault class, such as ``crash_safe`` or ``engine_faults``, is one).
 
 A :class:`Report` is built from the outcomes of the suite tests (by
 :class:`~agentstores.conformance.collector.ReportCollector`, a pytest plugin object), prints as
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from .backend import Backend, Family
+from .backend import Backend, Capability, Family
 from .markers import NOT_CLAIMED_PREFIX
 from .profiles import Profile
 from .spec_docs import (
@@ -34,6 +35,7 @@ __all__ = [
     "REPORT_VERSION",
     "UNTAGGED",
     "BackendInfo",
+    "CapabilityResult",
     "Counts",
     "Failure",
     "FamilyResult",
@@ -252,6 +254,21 @@ class FamilyResult:
 
 
 @dataclass(frozen=True)
+class CapabilityResult:
+    """One capability's standing over the tests that need it.
+
+    Attributes:
+        capability: the capability (``crash_safe``, ``engine_faults``...).
+        status: passed / failed / not run when the backend claims it; not claimed otherwise.
+        counts: the counts of the tests that need it.
+    """
+
+    capability: Capability
+    status: Status
+    counts: Counts
+
+
+@dataclass(frozen=True)
 class BackendInfo:
     """What a report says about the backend under test."""
 
@@ -390,6 +407,25 @@ class Report:
         """Every failing test, and every run-level error."""
         return [*self.errors, *(_failure(t) for t in self.tests if t.failed)]
 
+    @property
+    def capabilities(self) -> tuple[CapabilityResult, ...]:
+        """Every capability of the kit, in declaration order, with the standing of its tests:
+        "not claimed" when the backend does not claim it, else passed, failed or not run."""
+        results = []
+        for capability in Capability:
+            counts = Counts.of(t for t in self.tests if capability.value in t.capabilities)
+            unclaimed = (
+                self.backend is not None and capability.value not in self.backend.capabilities
+            )
+            status = Status.NOT_CLAIMED if unclaimed else counts.status()
+            results.append(CapabilityResult(capability, status, counts))
+        return tuple(results)
+
+    def capability(self, capability: Capability | str) -> CapabilityResult:
+        """The result of ``capability``; ValueError if the kit has no such capability."""
+        wanted = Capability(capability)
+        return next(r for r in self.capabilities if r.capability is wanted)
+
     # --- JSON --------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -405,6 +441,8 @@ class Report:
             "backend": None if self.backend is None else _backend_to_dict(self.backend),
             "totals": _counts_to_dict(self.counts),
             "families": [_family_to_dict(f) for f in self.families],
+            # Derived from the tests and the backend (from_dict recomputes it), for readers.
+            "capabilities": [_capability_to_dict(c) for c in self.capabilities],
             "errors": [_failure_to_dict(e) for e in self.errors],
             "tests": [_item_to_dict(t) for t in self.tests],
         }
@@ -606,6 +644,14 @@ def _family_from_dict(data: Mapping[str, Any]) -> FamilyResult:
         _counts_from_dict(data["counts"]),
         tuple(_requirement_from_dict(r) for r in data["requirements"]),
     )
+
+
+def _capability_to_dict(result: CapabilityResult) -> dict[str, Any]:
+    return {
+        "capability": result.capability.value,
+        "status": result.status.value,
+        "counts": _counts_to_dict(result.counts),
+    }
 
 
 def _backend_to_dict(info: BackendInfo) -> dict[str, Any]:

@@ -38,6 +38,8 @@ def render_table(report: Report, *, width: int = 100) -> str:
             line += "  " + title
         lines.append(line.rstrip())
     lines.append("")
+    lines += _capability_table(report)
+    lines.append("")
     lines.append(f"tests: {report.counts.describe()}")
     if report.requirement_filter:
         lines.append(f"restricted to requirements: {', '.join(report.requirement_filter)}")
@@ -68,6 +70,11 @@ def render_markdown(report: Report) -> str:
         f"{report.agentstores_version}.",
         "",
     ]
+    lines += ["### Capabilities", "", "| Capability | Status | Tests |", "|---|---|---|"]
+    for cap in report.capabilities:
+        status = f"**{cap.status.value}**" if cap.status is Status.FAILED else cap.status
+        lines.append(f"| {cap.capability.value} | {status} | {cap.counts.describe()} |")
+    lines.append("")
     for fam in report.families:
         lines += [f"### {fam.family.value}: {fam.status.value}", ""]
         lines += ["| Requirement | Status | Tests | Description |", "|---|---|---|---|"]
@@ -89,6 +96,17 @@ def render_markdown(report: Report) -> str:
             lines += [f"  {line.replace('```', '` ` `')}" for line in body]
             lines += ["  ```", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _capability_table(report: Report) -> list[str]:
+    """One line per capability: claimed and passed, failed or not run; or not claimed."""
+    rows = [(c.capability.value, c.status.value, c.counts.describe()) for c in report.capabilities]
+    header = ("capability", "status", "tests")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(2)]
+    return [
+        f"{row[0].ljust(widths[0])}  {row[1].ljust(widths[1])}  {row[2]}".rstrip()
+        for row in [header, *rows]
+    ]
 
 
 def _md_cell(text: str) -> str:

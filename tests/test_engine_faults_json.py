@@ -1,8 +1,8 @@
 """The JSON directory becomes unusable or stays locked, for every family.
 
-(Write failures part-way, at every file-system call, are in ``test_engine_faults.py``.) We run
-as root in CI, where a read-only directory does not stop writes, so an unusable directory is
-simulated by a file where the directory should be.
+(Write failures part-way, at every file-system call, are the kit's ``engine_faults`` suite.)
+We run as root in CI, where a read-only directory does not stop writes, so an unusable
+directory is simulated by a file where the directory should be.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import pytest
 
 from agentstores.conformance.backend import Family, StoreContext, new_namespace
 from agentstores.conformance.clock import ManualClock
+from agentstores.conformance.engine_fault_scenarios import SCENARIOS
 from agentstores.conformance.markers import requirement
 from agentstores.spec.errors import StorageUnavailable
 
-from .engine_fault_injectors import open_json
-from .engine_fault_scenarios import SCENARIOS
+from .engine_fault_stores import open_json
 
 FAMILIES = list(SCENARIOS)
 #: The lock timeout the stores under test get, in seconds.

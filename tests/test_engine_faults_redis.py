@@ -21,13 +21,13 @@ import pytest
 
 from agentstores.conformance.backend import Family, StoreContext, new_namespace
 from agentstores.conformance.clock import ManualClock
+from agentstores.conformance.engine_fault_scenarios import SCENARIOS, Handles, Scenario
 from agentstores.conformance.markers import requirement
 from agentstores.spec.errors import StorageUnavailable
 
 from .conftest import require_redis
-from .engine_fault_injectors import open_redis
-from .engine_fault_scenarios import SCENARIOS, Handles, Scenario
 from .engine_fault_servers import DurableRedis, Proxy
+from .engine_fault_stores import open_redis
 
 #: The timeouts the stores under test get, in seconds (G-22).
 CONNECT_TIMEOUT = 0.5

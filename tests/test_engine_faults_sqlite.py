@@ -21,12 +21,12 @@ import pytest
 
 from agentstores.conformance.backend import Family, StoreContext, new_namespace
 from agentstores.conformance.clock import ManualClock
+from agentstores.conformance.engine_fault_scenarios import SCENARIOS
 from agentstores.conformance.markers import requirement
 from agentstores.reference.sqlite._db import context_location
 from agentstores.spec.errors import StorageUnavailable
 
-from .engine_fault_injectors import open_sqlite
-from .engine_fault_scenarios import SCENARIOS
+from .engine_fault_stores import open_sqlite
 
 FAMILIES = list(SCENARIOS)
 #: The busy timeout the stores under test get, in seconds.

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agentstores.conformance.backend import Family
+from agentstores.conformance.backend import Capability, Family
 from agentstores.conformance.collector import extract_reproductions
 from agentstores.conformance.markers import NOT_CLAIMED_PREFIX
 from agentstores.conformance.profiles import Profile
@@ -310,6 +311,40 @@ def test_table_names_failures_and_how_to_replay_them() -> None:
     assert "FAILED t.py::T::test_values [TR-2, G-4]" in table
     assert "value=-1," in table
     assert "@reproduce_failure('6.170.15', b'AEH/')" in table
+
+
+def test_each_capability_has_its_own_line() -> None:
+    """Each fault class is a capability of its own: passed, failed, not run or not claimed."""
+
+    def needing(name: str, capability: Capability, **kwargs: Any) -> ItemResult:
+        return replace(item(name, "G-11", **kwargs), capabilities=(capability.value,))
+
+    report = build(
+        needing("a", Capability.CRASH_SAFE),
+        needing("b", Capability.ENGINE_FAULTS, outcome=Outcome.FAILED),
+        needing("c", Capability.ENGINE_FAULTS),
+        needing("d", Capability.MULTI_PROCESS, outcome=Outcome.SKIPPED, reason=NOT_CLAIMED),
+        backend=BackendInfo("toy", "", ("thread_run",), ("crash_safe", "durable", "engine_faults")),
+    )
+    status = {c.capability.value: c.status for c in report.capabilities}
+    assert status == {
+        "durable": Status.NOT_RUN,
+        "multi_process": Status.NOT_CLAIMED,
+        "crash_safe": Status.PASSED,
+        "ttl": Status.NOT_CLAIMED,
+        "semantic_search": Status.NOT_CLAIMED,
+        "cluster": Status.NOT_CLAIMED,
+        "engine_faults": Status.FAILED,
+    }
+    assert report.capability("engine_faults").counts.describe() == "1 passed, 1 failed"
+    lines = report.to_table().splitlines()
+    assert any(line.split()[:4] == ["engine_faults", "failed", "1", "passed,"] for line in lines)
+    assert any(line.split()[:3] == ["multi_process", "not", "claimed"] for line in lines)
+    assert "| engine_faults | **failed** | 1 passed, 1 failed |" in report.to_markdown()
+    listed = {c["capability"]: c["status"] for c in report.to_dict()["capabilities"]}
+    assert listed["crash_safe"] == "passed" and listed["engine_faults"] == "failed"
+    data = report.to_dict()
+    assert Report.from_dict(data) == report
 
 
 # --- the collector in real runs ----------------------------------------------------------------

@@ -23,6 +23,7 @@ from ..backend import Capability, Family
 from ..embedding import HashingEmbedder
 from ..markers import needs, requirement
 from .base import SuiteBase
+from .engine_faults import EngineFaultTests
 from .memory_storage_bad_input import MemoryStorageBadInput
 from .memory_storage_faults import MemoryStorageFaultTests
 from .memory_storage_machine import machine_class
@@ -43,6 +44,7 @@ class MemoryStorageSuite(
     RobustnessTests,
     MemoryStorageBadInput,
     MemoryStorageFaultTests,
+    EngineFaultTests,
     SuiteBase,
 ):
     """Conformance tests of the memory-storage family; see the module docstring.

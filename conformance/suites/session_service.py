@@ -35,6 +35,7 @@ from ._session_service_robust import SessionServiceRobustnessTests
 from ._session_service_search import SessionServiceSearchTests
 from ._session_service_sessions import SessionServiceSessionTests
 from .base import SuiteBase
+from .engine_faults import EngineFaultTests
 
 __all__ = ["SessionServiceSuite"]
 
@@ -43,6 +44,7 @@ H = Harness[Any]
 
 class SessionServiceSuite(
     SessionServiceFaultTests,
+    EngineFaultTests,
     SessionServiceRobustnessTests,
     SessionServiceSearchTests,
     SessionServiceEventTests,

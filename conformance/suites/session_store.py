@@ -23,6 +23,7 @@ from typing import ClassVar
 
 from ..backend import Family
 from .base import SuiteBase
+from .engine_faults import EngineFaultTests
 from .session_store_conversation import ConversationTests
 from .session_store_faults import SessionStoreFaultTests
 from .session_store_machine import MachineTests
@@ -36,6 +37,7 @@ __all__ = ["SessionStoreSuite"]
 
 class SessionStoreSuite(
     SessionStoreFaultTests,
+    EngineFaultTests,
     MachineTests,
     RobustnessTests,
     SearchTests,

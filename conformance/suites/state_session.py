@@ -39,6 +39,7 @@ from typing import ClassVar
 
 from ..backend import Family
 from .base import SuiteBase
+from .engine_faults import EngineFaultTests
 from .state_session_concurrency import ConcurrencyTests, DurabilityTests
 from .state_session_faults import StateSessionFaultTests
 from .state_session_isolation import IsolationTests, MachineTests
@@ -59,6 +60,7 @@ class StateSessionSuite(
     DurabilityTests,
     TtlTests,
     StateSessionFaultTests,
+    EngineFaultTests,
     SuiteBase,
 ):
     """Every test of the state-session family; needs only the ``backend`` fixture."""

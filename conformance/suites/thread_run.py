@@ -14,6 +14,8 @@ The suite is assembled from mixins, one module each (``thread_run_*.py``):
   G-17, G-18);
 * ``thread_run_faults``: kills (``crash_safe``) and several processes (``multi_process``)
   (G-20, G-21).
+* ``engine_faults`` (shared by every family): the engine failing at each call of an operation
+  (``engine_faults``; G-11, G-17, G-23).
 
 ``thread_run_support`` holds what they share: strategies, builders, exact comparison and
 whole-store snapshots. A backend's test module needs nothing but::
@@ -34,6 +36,7 @@ from typing import ClassVar
 
 from ..backend import Family
 from .base import SuiteBase
+from .engine_faults import EngineFaultTests
 from .thread_run_checkpoint import CheckpointTests
 from .thread_run_concurrency import ConcurrencyTests, DurabilityTests
 from .thread_run_faults import ThreadRunFaultTests
@@ -54,6 +57,7 @@ class ThreadRunSuite(
     DurabilityTests,
     ConcurrencyTests,
     ThreadRunFaultTests,
+    EngineFaultTests,
     SuiteBase,
 ):
     """Every test of the thread/run family; needs only the ``backend`` fixture."""

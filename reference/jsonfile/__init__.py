@@ -2,12 +2,13 @@
 writes (temp file, fsync, rename), append-only logs, inter-process file locks.
 
 ``BACKEND`` plugs it into the kit (registered as ``json``); each family's store class is in the
-module of the family's name and can be used directly in production.
+module of the family's name and can be used directly in production. ``_faults`` holds the
+``fault_injection`` hook through which the kit makes the engine fail (``engine_faults``).
 """
 
 from agentstores.conformance.backend import Backend, Capability, Family
 
-from . import memory_storage, session_service, session_store, state_session, thread_run
+from . import _faults, memory_storage, session_service, session_store, state_session, thread_run
 
 __all__ = ["BACKEND"]
 
@@ -27,7 +28,9 @@ BACKEND = Backend(
             Capability.SEMANTIC_SEARCH,
             Capability.CRASH_SAFE,
             Capability.MULTI_PROCESS,
+            Capability.ENGINE_FAULTS,
         }
     ),
+    fault_injection=_faults.inject_engine_faults,
     description="JSON-file reference backend (one directory per context)",
 )

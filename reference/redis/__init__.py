@@ -11,9 +11,10 @@ names a node, or else starts a local cluster of three primaries on loopback (see
 :mod:`agentstores.reference.redis.cluster`).
 """
 
-from agentstores.conformance.backend import Backend, Capability, Family
+from agentstores.conformance.backend import Backend, Capability, Family, FaultInjector
 
 from . import (
+    _faults,
     cluster,
     memory_storage,
     server,
@@ -23,7 +24,15 @@ from . import (
     thread_run,
 )
 
-__all__ = ["BACKEND", "CLUSTER_BACKEND"]
+__all__ = ["BACKEND", "CLUSTER_BACKEND", "FAULT_INJECTION"]
+
+#: How the kit makes the server go away mid-call (``engine_faults``): a request lost before it
+#: reached the server, or the reply to one it ran (see :mod:`._faults`). The same hooks serve
+#: a cluster: they break the client's connection to whichever node the request goes to.
+FAULT_INJECTION: dict[str, FaultInjector] = {
+    "request lost": _faults.lose_requests,
+    "reply lost": _faults.lose_replies,
+}
 
 BACKEND = Backend(
     name="redis",
@@ -35,9 +44,16 @@ BACKEND = Backend(
         Family.SESSION_SERVICE: session_service.open_store,
     },
     capabilities=frozenset(
-        {Capability.DURABLE, Capability.TTL, Capability.SEMANTIC_SEARCH, Capability.MULTI_PROCESS}
+        {
+            Capability.DURABLE,
+            Capability.TTL,
+            Capability.SEMANTIC_SEARCH,
+            Capability.MULTI_PROCESS,
+            Capability.ENGINE_FAULTS,
+        }
     ),
     lifespan=server.kit_lifespan,
+    fault_injection=FAULT_INJECTION,
     description="Redis reference backend (a key prefix per context)",
 )
 
@@ -57,8 +73,10 @@ CLUSTER_BACKEND = Backend(
             Capability.SEMANTIC_SEARCH,
             Capability.MULTI_PROCESS,
             Capability.CLUSTER,
+            Capability.ENGINE_FAULTS,
         }
     ),
     lifespan=cluster.kit_lifespan,
+    fault_injection=FAULT_INJECTION,
     description="Redis reference backend on a Redis Cluster (a key prefix per context)",
 )

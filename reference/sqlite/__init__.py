@@ -2,12 +2,13 @@
 per operation, a versioned schema per family.
 
 ``BACKEND`` plugs it into the kit (registered as ``sqlite``); each family's store class is in
-the module of the family's name and can be used directly in production.
+the module of the family's name and can be used directly in production. ``_faults`` holds the
+``fault_injection`` hook through which the kit makes the engine fail (``engine_faults``).
 """
 
 from agentstores.conformance.backend import Backend, Capability, Family
 
-from . import memory_storage, session_service, session_store, state_session, thread_run
+from . import _faults, memory_storage, session_service, session_store, state_session, thread_run
 
 __all__ = ["BACKEND"]
 
@@ -27,7 +28,9 @@ BACKEND = Backend(
             Capability.SEMANTIC_SEARCH,
             Capability.CRASH_SAFE,
             Capability.MULTI_PROCESS,
+            Capability.ENGINE_FAULTS,
         }
     ),
+    fault_injection=_faults.inject_engine_faults,
     description="SQLite reference backend (one database file per context)",
 )

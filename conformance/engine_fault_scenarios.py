@@ -1,16 +1,18 @@
-"""What the engine-fault tests do to a store of each family: seed it, run one (compound)
+"""What the engine-fault checks do to a store of each family: seed it, run one (compound)
 operation while the engine fails, and read back everything the operation could have touched.
 
-A :class:`Scenario` is engine-agnostic: it talks to the family's protocol only. The tests
-(``tests/test_engine_faults*.py``) run each operation of each scenario with the engine failing
-at every point it can fail (see ``tests/engine_fault_injectors.py``) and check G-11 and G-17:
-the failure is :class:`~agentstores.spec.errors.StorageUnavailable`, the state read back is the
-state before or after the whole operation (never a mix), and the same store object works
-again once the engine does.
+A :class:`Scenario` is engine-agnostic: it talks to the family's protocol only. The
+``engine_faults`` suite (:mod:`agentstores.conformance.engine_fault_check`) runs each operation
+of its family's scenario with the engine failing at each call the operation makes and checks
+G-11, G-17 and G-23: the failure is :class:`~agentstores.spec.errors.StorageUnavailable`, the
+state read back is the state before or after the whole operation (never a mix), and the same
+store object works again once the engine does. The kit's engine-specific tests (a stopped
+server, a locked file, a full disk) use the scenarios too.
 
 Snapshots leave out what a store may choose freely (store-assigned message ids of the memory
 storage; session ids of the session store, which may skip a number after a failed creation,
-SS-4), so that a snapshot compares equal across two runs of the same scenario.
+SS-4), so that a snapshot compares equal across two runs of the same scenario, also in two
+contexts.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from agentstores.conformance.backend import Family
 from agentstores.spec.memory_storage import (
     MemoryRetrieval,
     MemoryStorage,
@@ -45,6 +46,8 @@ from agentstores.spec.thread_run import (
     ThreadMetadata,
     ThreadRunStore,
 )
+
+from .backend import Family
 
 __all__ = ["BULK", "SCENARIOS", "Handles", "Operation", "Scenario", "operations"]
 
@@ -79,6 +82,13 @@ class Scenario:
     observe: Callable[[Any], Awaitable[object]]
     light: Operation
     bulky: Operation
+
+    def operation(self, name: str) -> Operation:
+        """The operation under test called ``name``; KeyError if there is none."""
+        for operation in self.operations:
+            if operation.name == name:
+                return operation
+        raise KeyError(f"the {self.family.value} scenario has no operation {name!r}")
 
 
 #: The size of the text a bulky operation writes, in characters.
