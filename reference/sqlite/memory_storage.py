@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any
 
 from agentstores.conformance.backend import StoreContext
-from agentstores.spec.errors import AlreadyExists, NotFound, NotSupported, StorageUnavailable
+from agentstores.spec.errors import AlreadyExists, NotFound, NotSupported
 from agentstores.spec.memory_storage import (
     ConversationMessage,
     Embedder,
@@ -37,11 +37,12 @@ from agentstores.spec.memory_storage import (
     SessionSummary,
     UserMemory,
 )
-from agentstores.spec.messages import Message, message_from_json, message_to_json
-from agentstores.spec.values import Clock, check_id, dump_json, load_json, system_clock
+from agentstores.spec.messages import Message, message_to_json
+from agentstores.spec.values import Clock, check_id, dump_json, system_clock
 
 from .. import memory_storage_rules as rules
 from ._db import DEFAULT_BUSY_TIMEOUT, Database, Migration, Synchronous, context_location
+from ._records import assemble, decode_message
 
 __all__ = ["MIGRATIONS", "SQLiteMemoryStorage", "open_store"]
 
@@ -97,12 +98,18 @@ def _memory(row: Sequence[Any]) -> UserMemory:
 
 
 def _message(row: Sequence[Any], session_id: str, user_id: str) -> ConversationMessage:
-    """A stored message from a row of (id, created_at, message)."""
-    try:
-        message = message_from_json(load_json(str(row[2])))
-    except ValueError as exc:  # JSONDecodeError and InvalidArgument are ValueErrors
-        raise StorageUnavailable(f"corrupt message in the database: {exc}") from exc
-    return ConversationMessage(str(row[0]), session_id, user_id, message, int(row[1]))
+    """A stored message from a row of (id, created_at, message): the text this store wrote,
+    decoded (:func:`~._records.decode_message`)."""
+    return assemble(
+        ConversationMessage,
+        {
+            "id": str(row[0]),
+            "session_id": session_id,
+            "user_id": user_id,
+            "message": decode_message(str(row[2])),
+            "created_at": int(row[1]),
+        },
+    )
 
 
 class SQLiteMemoryStorage:
@@ -146,6 +153,10 @@ class SQLiteMemoryStorage:
         self._memories = self._db.table("ms_memories")
         self._summaries = self._db.table("ms_summaries")
         self._messages = self._db.table("ms_messages")
+        self._insert_message = (
+            f"INSERT INTO {self._messages} (id, user_id, session_id, created_at, message) "
+            "VALUES (?, ?, ?, ?, ?)"
+        )
 
     async def __aenter__(self) -> SQLiteMemoryStorage:
         try:
@@ -369,19 +380,20 @@ class SQLiteMemoryStorage:
         """Append the message to (session, user): one index insert (MS-17, MS-18)."""
         checked = rules.check_message_args(session_id, user_id, message)
         text = dump_json(message_to_json(checked))
-        stored = message_from_json(load_json(text))  # the caller's copy, not theirs (G-7)
         message_id = rules.new_message_id()
-        sql = (
-            f"INSERT INTO {self._messages} (id, user_id, session_id, created_at, message) "
-            "VALUES (?, ?, ?, ?, ?)"
-        )
+        sql = self._insert_message
 
         def write(conn: sqlite3.Connection) -> int:
             now = self._clock()
             conn.execute(sql, (message_id, user_id, session_id, now, text))
             return now
 
-        now = await self._db.write(write)
+        written = self._db.start_write(write)
+        try:
+            # While the worker commits: the caller's copy, not theirs (G-7).
+            stored = decode_message(text)
+        finally:
+            now = await written
         return ConversationMessage(message_id, session_id, user_id, stored, now)
 
     async def get_messages(
@@ -398,7 +410,7 @@ class SQLiteMemoryStorage:
         def read(conn: sqlite3.Connection) -> list[Any]:
             return conn.execute(sql, (user_id, session_id, limit if limit else -1)).fetchall()
 
-        rows = await self._db.read(read)
+        rows = await self._db.query(read)  # one statement: its own snapshot
         return [_message(row, session_id, user_id) for row in reversed(rows)]
 
     async def delete_messages(self, session_id: str, user_id: str) -> None:

@@ -3,29 +3,51 @@
 Four tables under the store's prefix (``sv_`` keeps them apart from other families' tables):
 
 * ``sv_sessions``: one row per session, keyed by (app, user, session); the session's own state
-  and metadata as JSON text, the version (SV-15) and the count of events ever appended (the
-  append sequence of SV-16). Indexed by (app, user, last update, id) for ``list`` (SV-6).
+  and metadata as JSON text, the version (SV-15) and the count of events ever appended.
+  Indexed by (app, user, last update, id) for ``list`` (SV-6).
 * ``sv_app_state`` and ``sv_user_state``: the shared scopes (SV-8), one JSON object per app and
   per (app, user).
-* ``sv_events``: one row per event, keyed by (app, user, session, seq), with the event id unique
-  per session (SV-13), the fields that filters and search use in columns, and the whole event as
-  JSON. Indexed by (app, user, session, timestamp, seq): SV-16's order, so reading the newest
-  ``n`` events is an index range read of ``n`` rows, and an append is one row insert, whatever
-  the length of the session.
+* ``sv_events``: one row per event, with a row id, unique on (app, user, session, timestamp,
+  seq): SV-16's order, so reading the newest ``n`` events is an index range read of ``n``
+  rows, and an append is one row insert, whatever the length of the session. ``seq`` is the
+  session's version after the append (it grows with every append; rows of schema version 1
+  have the count of appends before them, which is smaller). The fields that filters and search
+  use are columns; the whole event is JSON in ``body``, in the compact form of
+  :mod:`._events`.
+
+Event ids (SV-12, SV-13): an event the caller gives no id gets ``hex16(timestamp) +
+hex16(seq)``, unique in the session because (timestamp, seq) is, and not indexed (``indexed =
+0``): the order key already finds it. The other ids (the caller's, version 1's, and a random
+one in the rare case that the derived id was given to an earlier event) are in a partial
+unique index (``indexed = 1``). A new id is checked against the other kind by one lookup: an
+id of the derived form against the derived rows, a derived id against the index. So an append
+without an id writes one index fewer, and the common case writes the session row, its entry in
+the listing index and two entries for the event.
 
 Every operation is one transaction. A write made from a session (``append_event``,
-``update_state``) runs in a ``BEGIN IMMEDIATE`` transaction: it reads the stored version, and
-its update of the session row is conditional on that version, so the check holds across store
-objects and processes sharing the file (SV-15); the event insert and the state writes commit
-together or not at all (SV-14). Arguments are validated and serialised before the transaction.
+``update_state``) runs in a ``BEGIN IMMEDIATE`` transaction, and its update of the session row
+is conditional on the version the caller read, so the check holds across store objects and
+processes sharing the file (SV-15); the event insert and the state writes commit together or
+not at all (SV-14). Arguments are validated and serialised before the transaction.
+
+Cost of an append: the event is checked and encoded once, before the transaction
+(:mod:`._events`); the transaction is BEGIN IMMEDIATE, one UPDATE of the session row that
+checks the version and returns the row (the row is read first only when the event changes the
+session's own state), one lookup for the id (above), one INSERT, one SELECT of the shared state
+for the returned session (SV-10), and COMMIT; the returned event is decoded from the stored
+text while the worker commits. A read of the newest ``n`` events is one statement (no BEGIN
+and COMMIT): the session row with the shared state, joined to its newest ``n`` events; they
+are decoded on the loop's side.
 """
 
 from __future__ import annotations
 
 import builtins
+import copy
+import enum
 import os
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any
@@ -49,7 +71,9 @@ from agentstores.spec.session_service import (
 from agentstores.spec.values import Clock, JSONObject, dump_json, load_json, system_clock
 
 from .. import session_service_rules as rules
+from . import _events
 from ._db import DEFAULT_BUSY_TIMEOUT, Database, Migration, Synchronous, context_location
+from ._records import assemble
 
 __all__ = ["MIGRATIONS", "SQLiteSessionService", "open_store"]
 
@@ -104,12 +128,83 @@ MIGRATIONS: tuple[Migration, ...] = (
     CREATE INDEX "{prefix}sv_events_in_order"
         ON "{prefix}sv_events" (app_name, user_id, session_id, timestamp, seq);
     """,
+    # Version 2: an append writes two indexes less (see the module docstring). The events move
+    # to a table keyed by a plain row id, with SV-16's order as its unique key, and only the
+    # ids that are not derived from it are indexed. Version 1's rows keep their seq (the count
+    # of appends before them), below every version-2 seq (the version after the append).
+    """
+    CREATE TABLE "{prefix}sv_events_v2" (
+        id INTEGER PRIMARY KEY,
+        app_name TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        event_id TEXT NOT NULL,
+        indexed INTEGER NOT NULL,
+        timestamp INTEGER NOT NULL,
+        author TEXT NOT NULL,
+        agent_id TEXT,
+        branch TEXT,
+        role TEXT,
+        body TEXT NOT NULL,
+        -- SV-16's order within a session; serves get, get_events and search.
+        UNIQUE (app_name, user_id, session_id, timestamp, seq)
+    );
+    INSERT INTO "{prefix}sv_events_v2" (app_name, user_id, session_id, seq, event_id,
+            indexed, timestamp, author, agent_id, branch, role, body)
+        SELECT app_name, user_id, session_id, seq, event_id, 1, timestamp, author, agent_id,
+            branch, role, body
+        FROM "{prefix}sv_events" ORDER BY app_name, user_id, session_id, seq;
+    DROP TABLE "{prefix}sv_events";
+    ALTER TABLE "{prefix}sv_events_v2" RENAME TO "{prefix}sv_events";
+    -- SV-13: the ids that are not derived from (timestamp, seq) are unique per session.
+    CREATE UNIQUE INDEX "{prefix}sv_events_indexed_ids"
+        ON "{prefix}sv_events" (app_name, user_id, session_id, event_id) WHERE indexed;
+    """,
 )
 
 _SESSION_COLUMNS = "session_id, agent_id, metadata, state, created_at, last_update_time, version"
 
+#: The scoped parts of an empty delta (never changed: every use only reads them).
+_NO_DELTA = ScopedDelta({}, {}, {}, {})
+
+
+class _IdTaken(Exception):
+    """The id the store chose for an event is taken (the append is retried with another)."""
+
+
+class _Origin(enum.Enum):
+    """Who chose an event's id: the caller, the store by derivation, the store at random."""
+
+    GIVEN = "given"
+    DERIVED = "derived"
+    RANDOM = "random"
+
+
+def _derived_id(timestamp: int, version: int) -> str:
+    """The id the store gives an event without one: its time and the session's version after
+    the append, in hex (32 digits), unique in the session as (timestamp, seq) is."""
+    return f"{timestamp:016x}{version:016x}"
+
+
+def _derived_key(event_id: str) -> tuple[int, int] | None:
+    """(timestamp, seq) if ``event_id`` has the form of a derived id, else None."""
+    if len(event_id) < 32 or event_id.strip(_HEX):
+        return None
+    timestamp, version = int(event_id[:16], 16), int(event_id[16:], 16)
+    if timestamp > _MAX_INTEGER or version > _MAX_INTEGER:  # no stored row has these
+        return None
+    return (timestamp, version) if _derived_id(timestamp, version) == event_id else None
+
+
+_HEX = "0123456789abcdef"
+#: SQLite's largest integer: no stored timestamp or seq is larger.
+_MAX_INTEGER = 2**63 - 1
+
 
 def _load(text: str, what: str) -> Any:
+    if text == "{}":  # most states and metadata: not worth the parser
+        return {}
     try:
         return load_json(text)
     except ValueError as exc:
@@ -117,10 +212,8 @@ def _load(text: str, what: str) -> Any:
 
 
 def _event(body: str) -> Event:
-    try:
-        return rules.event_from_json(_load(body, "event"))
-    except ValueError as exc:
-        raise StorageUnavailable(f"corrupt event in the database: {exc}") from exc
+    """An event read back: the text this store wrote, decoded (:mod:`._events`)."""
+    return _events.decode_stored(body)
 
 
 class SQLiteSessionService:
@@ -161,6 +254,49 @@ class SQLiteSessionService:
         self._apps = self._db.table("sv_app_state")
         self._users = self._db.table("sv_user_state")
         self._events = self._db.table("sv_events")
+        # The statements of the hot paths, built once (sqlite3 caches them by their text).
+        key = "WHERE app_name = ? AND user_id = ? AND session_id = ?"
+        self._select_row = f"SELECT {_SESSION_COLUMNS}, appended FROM {self._sessions} {key}"
+        self._select_shared = (
+            f"SELECT (SELECT state FROM {self._apps} WHERE app_name = ?), "
+            f"(SELECT state FROM {self._users} WHERE app_name = ? AND user_id = ?)"
+        )
+        bump = (
+            "version = version + 1, last_update_time = ?, appended = appended + ? "
+            f"{key} AND version = ? RETURNING {_SESSION_COLUMNS}, appended"
+        )
+        # SV-3: the session's row with the shared state (SV-10), then its events in SV-16's
+        # order (all, or the newest n by an index range read backwards).
+        self._select_row_and_shared = (
+            f"SELECT {_SESSION_COLUMNS}, appended, "
+            f"(SELECT state FROM {self._apps} WHERE app_name = ?), "
+            f"(SELECT state FROM {self._users} WHERE app_name = ? AND user_id = ?) "
+            f"FROM {self._sessions} {key}"
+        )
+        self._select_events = f"SELECT body FROM {self._events} {key} ORDER BY timestamp, seq"
+        # The session row, its shared state, and its newest n events (SV-16's order backwards,
+        # along the order index: no sort); a session without events gives one row, body NULL.
+        self._select_newest = (
+            "SELECT e.body, s.agent_id, s.metadata, s.state, s.created_at, "
+            "s.last_update_time, s.version, "
+            f"(SELECT state FROM {self._apps} WHERE app_name = ?1), "
+            f"(SELECT state FROM {self._users} WHERE app_name = ?1 AND user_id = ?2) "
+            f"FROM {self._sessions} AS s LEFT JOIN {self._events} AS e "
+            "ON e.app_name = s.app_name AND e.user_id = s.user_id AND e.session_id = s.session_id "
+            "WHERE s.app_name = ?1 AND s.user_id = ?2 AND s.session_id = ?3 "
+            "ORDER BY e.timestamp DESC, e.seq DESC LIMIT ?4"
+        )
+        self._bump_version = f"UPDATE {self._sessions} SET {bump}"
+        self._bump_version_and_state = f"UPDATE {self._sessions} SET state = ?, {bump}"
+        self._insert_event = (
+            f"INSERT INTO {self._events} (app_name, user_id, session_id, seq, event_id, "
+            "indexed, timestamp, author, agent_id, branch, role, body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        )
+        self._select_derived_id = (
+            f"SELECT 1 FROM {self._events} {key} AND timestamp = ? AND seq = ? AND NOT indexed"
+        )
+        self._select_indexed_id = f"SELECT 1 FROM {self._events} {key} AND event_id = ? AND indexed"
 
     async def __aenter__(self) -> SQLiteSessionService:
         try:
@@ -199,16 +335,17 @@ class SQLiteSessionService:
         return split_state_delta(delta)
 
     def _shared(self, conn: sqlite3.Connection, app: str, user: str) -> JSONObject:
-        """The app's and the pair's state, merged (SV-10)."""
+        """The app's and the pair's state, merged (SV-10): one statement."""
+        return self._merged(*conn.execute(self._select_shared, (app, app, user)).fetchone())
+
+    @staticmethod
+    def _merged(app_state: str | None, user_state: str | None) -> JSONObject:
+        """The app's and the pair's state as stored (or None), merged (SV-10)."""
         state: JSONObject = {}
-        row = conn.execute(f"SELECT state FROM {self._apps} WHERE app_name = ?", (app,)).fetchone()
-        if row is not None:
-            state.update(_load(row[0], "app state"))
-        row = conn.execute(
-            f"SELECT state FROM {self._users} WHERE app_name = ? AND user_id = ?", (app, user)
-        ).fetchone()
-        if row is not None:
-            state.update(_load(row[0], "user state"))
+        if app_state is not None:
+            state.update(_load(app_state, "app state"))
+        if user_state is not None:
+            state.update(_load(user_state, "user state"))
         return state
 
     def _merge_shared(
@@ -243,39 +380,39 @@ class SQLiteSessionService:
                 (app, user, dump_json(state)),
             )
 
+    @staticmethod
     def _session(
-        self,
-        conn: sqlite3.Connection,
         app: str,
         user: str,
         row: Sequence[Any],
+        shared: JSONObject,
         events: tuple[Event, ...],
         temp: Mapping[str, Any] | None = None,
     ) -> Session:
-        """A session from a row selected as ``_SESSION_COLUMNS`` (SV-10)."""
-        session_id, agent_id, metadata, state, created_at, updated, version = row
-        merged = self._shared(conn, app, user)
-        merged.update(_load(state, "session state"))
-        merged.update(temp or {})
-        return Session(
-            id=session_id,
-            app_name=app,
-            user_id=user,
-            agent_id=agent_id,
-            state=merged,
-            events=events,
-            last_update_time=updated,
-            created_at=created_at,
-            metadata=_load(metadata, "session metadata"),
-            version=version,
+        """A session from a row that starts as ``_SESSION_COLUMNS`` and the shared state
+        (:meth:`_shared`, not reused: the session gets it), merged as SV-10 says."""
+        session_id, agent_id, metadata, state, created_at, updated, version = row[:7]
+        shared.update(_load(state, "session state"))
+        if temp:
+            shared.update(temp)
+        return assemble(
+            Session,
+            {
+                "id": session_id,
+                "app_name": app,
+                "user_id": user,
+                "agent_id": agent_id,
+                "state": shared,
+                "events": events,
+                "last_update_time": updated,
+                "created_at": created_at,
+                "metadata": _load(metadata, "session metadata"),
+                "version": version,
+            },
         )
 
     def _row(self, conn: sqlite3.Connection, app: str, user: str, session_id: str) -> Any:
-        return conn.execute(
-            f"SELECT {_SESSION_COLUMNS}, appended FROM {self._sessions} "
-            "WHERE app_name = ? AND user_id = ? AND session_id = ?",
-            (app, user, session_id),
-        ).fetchone()
+        return conn.execute(self._select_row, (app, user, session_id)).fetchone()
 
     def _checked_row(self, conn: sqlite3.Connection, session: Session) -> Any:
         """The stored row of a session a write is made from, after SV-15's version check."""
@@ -291,27 +428,33 @@ class SQLiteSessionService:
         return row
 
     def _bump(
-        self, conn: sqlite3.Connection, session: Session, state: JSONObject, appended: int
-    ) -> int:
-        """Write the session's own state and next version, conditional on the read version."""
-        now = self._clock()
-        cursor = conn.execute(
-            f"UPDATE {self._sessions} SET state = ?, version = version + 1, "
-            "last_update_time = ?, appended = ? "
-            "WHERE app_name = ? AND user_id = ? AND session_id = ? AND version = ?",
-            (
-                dump_json(state),
-                now,
-                appended,
-                session.app_name,
-                session.user_id,
-                session.id,
-                session.version,
-            ),
-        )
-        if cursor.rowcount != 1:  # cannot happen inside BEGIN IMMEDIATE; never write blind
+        self,
+        conn: sqlite3.Connection,
+        session: Session,
+        now: int,
+        *,
+        state: JSONObject | None,
+        appended: int,
+    ) -> Any:
+        """Count the write in the session row, conditional on the version the caller read
+        (SV-15): next version, ``last_update_time = now``, ``appended`` more events, and the
+        session's own ``state`` if given. Returns the row as :meth:`_row` reads it.
+
+        One statement, which checks the version itself: a write without a delta for the
+        session's own state never reads the row first.
+        """
+        key = (session.app_name, session.user_id, session.id, session.version)
+        if state is None:
+            rows = conn.execute(self._bump_version, (now, appended, *key)).fetchall()
+        else:
+            rows = conn.execute(
+                self._bump_version_and_state, (dump_json(state), now, appended, *key)
+            ).fetchall()
+        if not rows:
+            self._checked_row(conn, session)  # raises NotFound or Conflict
+            # Unreachable: the row exists at the version read, and the write lock is held.
             raise Conflict("session changed during the write", expected=session.version)
-        return now
+        return rows[0]
 
     # --- sessions (SV-1 .. SV-6) -------------------------------------------------------------
 
@@ -346,38 +489,50 @@ class SQLiteSessionService:
                 ),
             )
             self._merge_shared(conn, app, user, parts.app, parts.user)
-            return self._session(
-                conn, app, user, self._row(conn, app, user, session_id)[:7], (), parts.temp
-            )
+            row = self._row(conn, app, user, session_id)
+            return self._session(app, user, row, self._shared(conn, app, user), (), parts.temp)
 
         return await self._db.write(write)
 
     async def get(self, request: GetRequest) -> Session | None:
-        """The session with its merged state and events (SV-3, SV-10, SV-16)."""
+        """The session with its merged state and events (SV-3, SV-10, SV-16).
+
+        With ``num_recent_events`` it is one statement (its own snapshot, no BEGIN and
+        COMMIT): the session row joined to its newest n events, read backwards along the
+        order index, the shared state with it. The events are decoded on the loop's side.
+        """
         req = rules.check_get(request)
         app, user, session_id = req.app_name, req.user_id, req.session_id
         key = (app, user, session_id)
+        newest = req.num_recent_events
+        if newest is not None:
+            rows = await self._db.query(
+                lambda conn: conn.execute(self._select_newest, (*key, max(newest, 1))).fetchall()
+            )
+            if not rows:
+                return None
+            head = rows[0]  # (body, agent_id, metadata, state, created, updated, version, ...)
+            bodies = [row[0] for row in reversed(rows)] if newest and head[0] is not None else []
+            return self._session(
+                app,
+                user,
+                (session_id, *head[1:7]),
+                self._merged(head[7], head[8]),
+                tuple([_event(body) for body in bodies]),
+            )
 
-        def read(conn: sqlite3.Connection) -> Session | None:
-            row = self._row(conn, *key)
+        def read(conn: sqlite3.Connection) -> tuple[Any, list[Any]] | None:
+            row = conn.execute(self._select_row_and_shared, (app, app, user, *key)).fetchone()
             if row is None:
                 return None
-            where = "WHERE app_name = ? AND user_id = ? AND session_id = ?"
-            if req.num_recent_events is None:
-                bodies = conn.execute(
-                    f"SELECT body FROM {self._events} {where} ORDER BY timestamp, seq", key
-                ).fetchall()
-            else:
-                # The newest n by an index range read backwards, then back into order.
-                bodies = conn.execute(
-                    f"SELECT body FROM {self._events} {where} "
-                    "ORDER BY timestamp DESC, seq DESC LIMIT ?",
-                    (*key, req.num_recent_events),
-                ).fetchall()[::-1]
-            events = tuple(_event(body) for (body,) in bodies)
-            return self._session(conn, app, user, row[:7], events)
+            return row, conn.execute(self._select_events, key).fetchall()
 
-        return await self._db.read(read)
+        found = await self._db.read(read)
+        if found is None:
+            return None
+        row, bodies = found
+        events = tuple([_event(body) for (body,) in bodies])
+        return self._session(app, user, row, self._merged(row[8], row[9]), events)
 
     async def update(self, request: UpdateRequest) -> None:
         """Replace the session's metadata; version unchanged (SV-4)."""
@@ -411,70 +566,117 @@ class SQLiteSessionService:
         req = rules.check_list(request)
         limit = -1 if req.limit is None else req.limit  # SQLite: a negative LIMIT is none
 
-        def read(conn: sqlite3.Connection) -> list[Session]:
+        def read(conn: sqlite3.Connection) -> tuple[list[Any], JSONObject]:
             rows = conn.execute(
                 f"SELECT {_SESSION_COLUMNS} FROM {self._sessions} "
                 "WHERE app_name = ? AND user_id = ? "
                 "ORDER BY last_update_time DESC, session_id LIMIT ? OFFSET ?",
                 (req.app_name, req.user_id, limit, req.offset),
             ).fetchall()
-            return [self._session(conn, req.app_name, req.user_id, row, ()) for row in rows]
+            return rows, self._shared(conn, req.app_name, req.user_id)
 
-        return await self._db.read(read)
+        rows, shared = await self._db.read(read)
+        # The shared state is read once for the page; each session gets its own copy.
+        return [
+            self._session(req.app_name, req.user_id, row, copy.deepcopy(shared), ()) for row in rows
+        ]
 
     # --- events and state (SV-11 .. SV-18) ------------------------------------------------------
 
     async def append_event(self, session: Session, event: Event) -> Session:
-        """Append the event and apply its delta atomically, if the session is fresh (SV-13)."""
+        """Append the event and apply its delta atomically, if the session is fresh (SV-13).
+
+        The event is checked and encoded before the first await (G-7, :mod:`._events`); the
+        transaction is one UPDATE of the session row, conditional on the caller's version and
+        returning the new row, a lookup for a duplicate id, one INSERT of the event, and one
+        SELECT of the shared state.
+        """
         handle = rules.check_handle(session)
-        checked = rules.check_event(event)
-        event_id = checked.id if checked.id is not None else rules.new_id()
-        parts = self._scoped(checked.actions.state_delta)
+        checked = _events.checked_event(event)
+        delta = checked.actions.state_delta
+        # Most events change no state; the others' delta is copied (G-7) and scoped.
+        parts = self._scoped(rules.copy_json(delta)) if delta else _NO_DELTA
+        now = self._clock()
+        timestamp = now if checked.timestamp is None else checked.timestamp
+        # SV-16's order: by time, then by the session's version after the append, which grows
+        # with every append. A missing id is derived from the two (see the module docstring).
+        version = handle.version + 1
+        if checked.id is not None:
+            event_id, origin = checked.id, _Origin.GIVEN
+        else:
+            event_id, origin = _derived_id(timestamp, version), _Origin.DERIVED
+        body = _events.encode_stored(checked, event_id=event_id, now=now)
+        role = None if checked.content is None else checked.content.role
+        while True:
+            columns = (timestamp, checked.author, checked.agent_id, checked.branch, role, body)
+            written = self._db.start_write(
+                self._append_writer(handle, parts, now, event_id, origin, columns)
+            )
+            try:
+                # While the worker commits: the returned event, which shares nothing with the
+                # caller's (G-7).
+                stored = _events.decode_stored(body)
+            finally:
+                try:
+                    row, shared = await written
+                except _IdTaken:
+                    row = None
+            if row is not None:
+                break
+            # The id the store chose is taken (practically never): a random one, encoded from
+            # the stored copy, not from the caller's event (which may have changed meanwhile).
+            event_id, origin = _events.new_event_id(), _Origin.RANDOM
+            body = _events.encode_stored(stored, event_id=event_id, now=now)
+        return self._session(
+            handle.app_name, handle.user_id, row, shared, (*handle.events, stored), parts.temp
+        )
+
+    def _append_writer(
+        self,
+        handle: Session,
+        parts: ScopedDelta,
+        now: int,
+        event_id: str,
+        origin: _Origin,
+        columns: tuple[int, str, str | None, str | None, str | None, str],
+    ) -> Callable[[sqlite3.Connection], tuple[Any, JSONObject]]:
+        """The transaction of :meth:`append_event` (``columns``: timestamp, author, agent id,
+        branch, role and body of the event)."""
         app, user = handle.app_name, handle.user_id
+        key = (app, user, handle.id)
+        derived = origin is _Origin.DERIVED
 
-        def write(conn: sqlite3.Connection) -> Session:
-            row = self._checked_row(conn, handle)
-            if conn.execute(
-                f"SELECT 1 FROM {self._events} WHERE app_name = ? AND user_id = ? "
-                "AND session_id = ? AND event_id = ?",
-                (app, user, handle.id, event_id),
+        def taken() -> Exception:
+            if origin is _Origin.GIVEN:
+                return AlreadyExists(f"event {event_id!r} exists in session {handle.id!r}")
+            return _IdTaken()
+
+        def write(conn: sqlite3.Connection) -> tuple[Any, JSONObject]:
+            state = None
+            if parts.session:  # read, merge and write the session's own state
+                state = _load(self._checked_row(conn, handle)[3], "session state")
+                state.update(parts.session)
+            row = self._bump(conn, handle, now, state=state, appended=1)
+            # SV-13, the id is new in the session: an id in the unique index is unique among
+            # those (the INSERT does nothing otherwise); a derived id is unique among derived
+            # ones (one per version); the lookups compare each kind with the other.
+            if derived:
+                if conn.execute(self._select_indexed_id, (*key, event_id)).fetchone():
+                    raise taken()
+            elif (parsed := _derived_key(event_id)) is not None and conn.execute(
+                self._select_derived_id, (*key, *parsed)
             ).fetchone():
-                raise AlreadyExists(f"event {event_id!r} exists in session {handle.id!r}")
-            stored = rules.stored_event(checked, event_id=event_id, now=self._clock())
-            assert stored.timestamp is not None
-            seq = row[7]
-            state = _load(row[3], "session state")
-            state.update(parts.session)
-            conn.execute(
-                f"INSERT INTO {self._events} (app_name, user_id, session_id, seq, event_id, "
-                "timestamp, author, agent_id, branch, role, body) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    app,
-                    user,
-                    handle.id,
-                    seq,
-                    event_id,
-                    stored.timestamp,
-                    stored.author,
-                    stored.agent_id,
-                    stored.branch,
-                    None if stored.content is None else stored.content.role,
-                    dump_json(rules.event_to_json(stored)),
-                ),
-            )
-            self._bump(conn, handle, state, seq + 1)
+                raise taken()
+            if not conn.execute(
+                self._insert_event, (*key, row[6], event_id, int(not derived), *columns)
+            ).rowcount:
+                if derived:  # (timestamp, version) is taken: the version check failed
+                    raise Conflict("session changed during the write", expected=handle.version)
+                raise taken()
             self._merge_shared(conn, app, user, parts.app, parts.user)
-            return self._session(
-                conn,
-                app,
-                user,
-                self._row(conn, app, user, handle.id)[:7],
-                (*handle.events, stored),
-                parts.temp,
-            )
+            return row, self._shared(conn, app, user)
 
-        return await self._db.write(write)
+        return write
 
     async def update_state(self, session: Session, delta: Mapping[str, Any]) -> Session:
         """Apply a state delta without an event, if the session is fresh (SV-11, SV-15)."""
@@ -483,19 +685,14 @@ class SQLiteSessionService:
         app, user = handle.app_name, handle.user_id
 
         def write(conn: sqlite3.Connection) -> Session:
-            row = self._checked_row(conn, handle)
-            state = _load(row[3], "session state")
-            state.update(parts.session)
-            self._bump(conn, handle, state, row[7])
+            state = None
+            if parts.session:
+                state = _load(self._checked_row(conn, handle)[3], "session state")
+                state.update(parts.session)
+            row = self._bump(conn, handle, self._clock(), state=state, appended=0)
             self._merge_shared(conn, app, user, parts.app, parts.user)
-            return self._session(
-                conn,
-                app,
-                user,
-                self._row(conn, app, user, handle.id)[:7],
-                tuple(handle.events),
-                parts.temp,
-            )
+            shared = self._shared(conn, app, user)
+            return self._session(app, user, row, shared, tuple(handle.events), parts.temp)
 
         return await self._db.write(write)
 

@@ -6,23 +6,36 @@ Tables under the store's prefix:
   message count and the next message position); the rest is the session's JSON form
   (:func:`~agentstores.reference.session_store_rules.session_to_json`) in ``record``, whose
   ``updated_at`` and ``message_count`` are ignored in favour of the columns, so that
-  ``add_message`` updates two integers and never rewrites the record (SS-8).
+  ``add_message`` updates three integers and never rewrites the record (SS-8). No index but
+  the key: the listings return every session, so an index in ``updated_at`` order would save
+  them nothing and cost every append two index writes.
 * ``ss_messages``: one row per message, keyed by an integer ``id`` (the full-text index's
   rowid) and unique on (session, position); ``position`` only grows, so a conversation loads
   in append order (SS-8) and an append is one INSERT whatever the conversation's length. The
-  message is JSON text; ``created_at`` is a column for truncate and the date filters;
+  message is JSON text; ``created_at`` is a column for truncate and the date filters (not
+  indexed: truncate reads the one session's messages, and a search filters its candidates);
   ``search_text`` is :func:`~agentstores.reference.session_store_rules.index_text`.
 * ``ss_messages_fts``: an FTS5 index over ``search_text`` with the ``trigram`` tokenizer, case
-  sensitive (the text is lower-cased already, by Python's rules, SS-20), kept in step by
-  triggers. A trigram phrase query finds exactly the texts that contain the word as a
-  substring, for words of three or more code points; shorter words (and words with NUL) are
-  searched with ``instr`` over the same column or the stored message. Every candidate is
-  checked again in Python with the spec's rule before it is returned.
+  sensitive (the text is lower-cased already, by Python's rules, SS-20). A trigram phrase query
+  finds exactly the texts that contain the word as a substring, for words of three or more
+  code points; shorter words (and words with NUL) are searched with ``instr`` over the same
+  column or the stored message. Every candidate is checked again in Python with the spec's
+  rule before it is returned.
+* ``ss_fts_state``: one row, ``indexed_upto``: the messages with ``id <= indexed_upto`` are in
+  the full-text index, the newer ones (fewer than ``batch``, 64) are not yet. FTS5 writes a
+  new index segment per transaction, which was half the cost of an append; so the insert
+  trigger indexes the pending messages together once ``batch`` of them have accumulated, and
+  a search reads the pending ones directly (an ``id`` range of fewer than ``batch`` rows).
+  Triggers keep the rule exact: deleting an indexed message deletes it from the index, and
+  ``indexed_upto`` never exceeds the largest ``id``, so a new message (``id`` = largest + 1)
+  is always pending.
 * ``ss_ids``: the per-day counter of session ids (SS-4); a counter only ever grows, so an id is
   never reused, not even after its session is deleted.
 
 Every operation is one transaction; arguments are validated and serialised before it starts
-(G-5, G-7, SS-15).
+(G-5, G-7, SS-15). ``add_message`` is three statements: BEGIN IMMEDIATE, one UPDATE of the
+session row that counts the message, stamps ``updated_at`` and returns the position (or
+nothing: NotFound), one INSERT, and COMMIT.
 """
 
 from __future__ import annotations
@@ -38,7 +51,7 @@ from typing import Any
 
 from agentstores.conformance.backend import StoreContext
 from agentstores.spec.errors import NotFound, StorageUnavailable
-from agentstores.spec.messages import Message, message_from_json, message_to_json
+from agentstores.spec.messages import Message, message_to_json
 from agentstores.spec.session_store import (
     ChatHistoryMatch,
     ExtensionData,
@@ -53,6 +66,7 @@ from agentstores.spec.values import Clock, check_timestamp, dump_json, load_json
 
 from .. import session_store_rules as rules
 from ._db import DEFAULT_BUSY_TIMEOUT, Database, Migration, Synchronous, context_location
+from ._records import decode_message
 
 __all__ = ["MIGRATIONS", "SQLiteSessionStore", "open_store"]
 
@@ -107,6 +121,45 @@ MIGRATIONS: tuple[Migration, ...] = (
         last INTEGER NOT NULL
     );
     """,
+    # Version 2: fewer pages written per append (see the module docstring).
+    """
+    DROP INDEX "{prefix}ss_sessions_by_updated";
+    DROP INDEX "{prefix}ss_sessions_by_type";
+    DROP INDEX "{prefix}ss_messages_by_time";
+    DROP TRIGGER "{prefix}ss_messages_fts_insert";
+    DROP TRIGGER "{prefix}ss_messages_fts_delete";
+
+    CREATE TABLE "{prefix}ss_fts_state" (
+        indexed_upto INTEGER NOT NULL,
+        batch INTEGER NOT NULL
+    );
+    -- Version 1 indexed every message as it was inserted.
+    INSERT INTO "{prefix}ss_fts_state" (indexed_upto, batch)
+        SELECT coalesce(max(id), 0), 64 FROM "{prefix}ss_messages";
+
+    CREATE TRIGGER "{prefix}ss_messages_fts_catch_up" AFTER INSERT ON "{prefix}ss_messages"
+    WHEN new.id - (SELECT indexed_upto FROM "{prefix}ss_fts_state")
+        >= (SELECT batch FROM "{prefix}ss_fts_state")
+    BEGIN
+        INSERT INTO "{prefix}ss_messages_fts" (rowid, search_text)
+            SELECT id, search_text FROM "{prefix}ss_messages"
+            WHERE id > (SELECT indexed_upto FROM "{prefix}ss_fts_state");
+        UPDATE "{prefix}ss_fts_state"
+            SET indexed_upto = (SELECT max(id) FROM "{prefix}ss_messages");
+    END;
+
+    CREATE TRIGGER "{prefix}ss_messages_fts_delete" AFTER DELETE ON "{prefix}ss_messages"
+    BEGIN
+        INSERT INTO "{prefix}ss_messages_fts" ("{prefix}ss_messages_fts", rowid, search_text)
+            SELECT 'delete', old.id, old.search_text
+            WHERE old.id <= (SELECT indexed_upto FROM "{prefix}ss_fts_state");
+        -- Every message up to the largest id left is indexed, so lowering the mark to it keeps
+        -- the rule, and the next id (largest + 1) is above it: pending, as it must be.
+        UPDATE "{prefix}ss_fts_state"
+            SET indexed_upto = coalesce((SELECT max(id) FROM "{prefix}ss_messages"), 0)
+            WHERE indexed_upto > coalesce((SELECT max(id) FROM "{prefix}ss_messages"), 0);
+    END;
+    """,
 )
 
 #: Words shorter than this have no trigram: they are searched with instr().
@@ -132,10 +185,9 @@ def _session(row: _SessionRow, conversation: tuple[Message, ...] | None = None) 
 
 
 def _message(text: str) -> Message:
-    try:
-        return message_from_json(load_json(text))
-    except ValueError as exc:
-        raise _corrupt("message", exc) from exc
+    """A message read back: the text this store wrote, decoded (checked before it was
+    written; a damaged row is StorageUnavailable)."""
+    return decode_message(text)
 
 
 def _message_rows(messages: Sequence[Message]) -> list[_MessageRow]:
@@ -186,7 +238,18 @@ class SQLiteSessionStore:
         self._sessions = self._db.table("ss_sessions")
         self._messages = self._db.table("ss_messages")
         self._fts = self._db.table("ss_messages_fts")
+        self._fts_state = self._db.table("ss_fts_state")
         self._ids = self._db.table("ss_ids")
+        # The statements of the hot paths, built once (sqlite3 caches them by their text).
+        self._insert_messages = (
+            f"INSERT INTO {self._messages} "
+            "(session_id, position, created_at, search_text, message) VALUES (?, ?, ?, ?, ?)"
+        )
+        self._count_message = (
+            f"UPDATE {self._sessions} SET message_count = message_count + 1, "
+            "next_position = next_position + 1, updated_at = ? WHERE session_id = ? "
+            "RETURNING next_position"
+        )
 
     async def __aenter__(self) -> SQLiteSessionStore:
         try:
@@ -212,8 +275,9 @@ class SQLiteSessionStore:
     def database(self) -> Database:
         """The store's :class:`~._db.Database`: a back door to the raw rows for tests.
 
-        Its tables are ``database.table("ss_sessions")``, ``"ss_messages"`` and ``"ss_ids"``
-        (see :data:`MIGRATIONS`); writing them directly bypasses every rule of the spec.
+        Its tables are ``database.table("ss_sessions")``, ``"ss_messages"``, ``"ss_ids"`` and
+        ``"ss_fts_state"`` (see :data:`MIGRATIONS`); writing them directly bypasses every rule
+        of the spec.
         """
         return self._db
 
@@ -252,45 +316,31 @@ class SQLiteSessionStore:
     ) -> None:
         conn.execute(
             f"INSERT INTO {self._sessions} (session_id, session_type, created_at, updated_at, "
-            "message_count, next_position, record) VALUES (?, ?, ?, ?, 0, 0, ?)",
+            "message_count, next_position, record) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 session.id,
                 session.session_type.value,
                 session.created_at,
                 session.updated_at,
+                len(messages),
+                len(messages),
                 dump_json(rules.session_to_json(session)),
             ),
         )
-        self._append(conn, session.id, 0, messages)
+        self._insert(conn, session.id, messages)
 
-    def _append(
-        self,
-        conn: sqlite3.Connection,
-        session_id: str,
-        first_position: int,
-        messages: Sequence[_MessageRow],
+    def _insert(
+        self, conn: sqlite3.Connection, session_id: str, messages: Sequence[_MessageRow]
     ) -> None:
-        """Insert ``messages`` from ``first_position`` on and count them in the session row."""
-        conn.executemany(
-            f"INSERT INTO {self._messages} "
-            "(session_id, position, created_at, search_text, message) VALUES (?, ?, ?, ?, ?)",
-            [
-                (session_id, first_position + offset, created_at, text, message)
-                for offset, (created_at, text, message) in enumerate(messages)
-            ],
-        )
-        conn.execute(
-            f"UPDATE {self._sessions} SET message_count = message_count + ?, "
-            "next_position = next_position + ? WHERE session_id = ?",
-            (len(messages), len(messages), session_id),
-        )
-
-    def _touch(self, conn: sqlite3.Connection, session_id: str, now: int) -> None:
-        cursor = conn.execute(
-            f"UPDATE {self._sessions} SET updated_at = ? WHERE session_id = ?", (now, session_id)
-        )
-        if cursor.rowcount == 0:
-            raise NotFound(f"no session {session_id!r}")
+        """Insert ``messages`` at positions 0, 1...; the caller counts them in the session."""
+        if messages:
+            conn.executemany(
+                self._insert_messages,
+                [
+                    (session_id, position, created_at, text, message)
+                    for position, (created_at, text, message) in enumerate(messages)
+                ],
+            )
 
     async def _update_fields(self, session_id: str, fields: Mapping[str, Any]) -> None:
         """Set ``fields`` of the record and ``updated_at = now`` in one transaction (SS-14)."""
@@ -388,20 +438,18 @@ class SQLiteSessionStore:
     # --- conversation (SS-8 .. SS-10) --------------------------------------------------------
 
     async def add_message(self, session_id: str, message: Message) -> None:
-        """Append one message and set updated_at, in one transaction: one INSERT (SS-8)."""
+        """Append one message and set updated_at, in one transaction: one UPDATE that counts it
+        and returns its position, one INSERT (SS-8)."""
         rules.check_session_id(session_id)
-        rows = _message_rows(rules.check_conversation([message]))
+        ((created_at, text, stored),) = _message_rows(rules.check_conversation([message]))
         now = self._now()
 
         def write(conn: sqlite3.Connection) -> None:
-            row = conn.execute(
-                f"SELECT next_position FROM {self._sessions} WHERE session_id = ?",
-                (session_id,),
-            ).fetchone()
-            if row is None:
+            counted = conn.execute(self._count_message, (now, session_id)).fetchall()
+            if not counted:
                 raise NotFound(f"no session {session_id!r}")
-            self._append(conn, session_id, int(row[0]), rows)
-            self._touch(conn, session_id, now)
+            position = int(counted[0][0]) - 1
+            conn.execute(self._insert_messages, (session_id, position, created_at, text, stored))
 
         await self._db.write(write)
 
@@ -412,15 +460,14 @@ class SQLiteSessionStore:
         now = self._now()
 
         def write(conn: sqlite3.Connection) -> None:
-            self._row(conn, session_id)
+            if not conn.execute(
+                f"UPDATE {self._sessions} SET message_count = ?, next_position = ?, "
+                "updated_at = ? WHERE session_id = ? RETURNING 1",
+                (len(rows), len(rows), now, session_id),
+            ).fetchall():
+                raise NotFound(f"no session {session_id!r}")
             conn.execute(f"DELETE FROM {self._messages} WHERE session_id = ?", (session_id,))
-            conn.execute(
-                f"UPDATE {self._sessions} SET message_count = 0, next_position = 0 "
-                "WHERE session_id = ?",
-                (session_id,),
-            )
-            self._append(conn, session_id, 0, rows)
-            self._touch(conn, session_id, now)
+            self._insert(conn, session_id, rows)
 
         await self._db.write(write)
 
@@ -431,16 +478,16 @@ class SQLiteSessionStore:
         now = self._now()
 
         def write(conn: sqlite3.Connection) -> None:
-            self._row(conn, session_id)
             cursor = conn.execute(
                 f"DELETE FROM {self._messages} WHERE session_id = ? AND created_at >= ?",
                 (session_id, timestamp),
             )
-            conn.execute(
+            if not conn.execute(
                 f"UPDATE {self._sessions} SET message_count = message_count - ?, updated_at = ? "
-                "WHERE session_id = ?",
+                "WHERE session_id = ? RETURNING 1",
                 (cursor.rowcount, now, session_id),
-            )
+            ).fetchall():
+                raise NotFound(f"no session {session_id!r}")  # rolls the DELETE back
 
         await self._db.write(write)
 
@@ -599,10 +646,16 @@ class SQLiteSessionStore:
         if any("\x00" in word for word in words):
             return [], []  # index_text has no NUL: check every message in Python
         if all(len(word) >= _TRIGRAM for word in words):
+            # The index, and the few messages not indexed yet (see ss_fts_state) read directly.
             expression = " OR ".join(_fts_phrase(word) for word in words)
+            pending = " OR ".join("instr(search_text, ?) > 0" for _ in words)
             return (
-                [f"m.id IN (SELECT rowid FROM {self._fts} WHERE {self._fts} MATCH ?)"],
-                [expression],
+                [
+                    f"m.id IN (SELECT rowid FROM {self._fts} WHERE {self._fts} MATCH ? "
+                    f"UNION ALL SELECT id FROM {self._messages} "
+                    f"WHERE id > (SELECT indexed_upto FROM {self._fts_state}) AND ({pending}))"
+                ],
+                [expression, *words],
             )
         tests = " OR ".join("instr(m.search_text, ?) > 0" for _ in words)
         return [f"({tests})"], list(words)

@@ -125,16 +125,23 @@ class VersionCheckInMemory(SQLiteSessionService):
         return row
 
     def _bump(
-        self, conn: sqlite3.Connection, session: Session, state: JSONObject, appended: int
-    ) -> int:
-        now = self._clock()
-        conn.execute(
-            f"UPDATE {self._sessions} SET state = ?, version = version + 1, "
-            "last_update_time = ?, appended = ? "
-            "WHERE app_name = ? AND user_id = ? AND session_id = ?",
-            (dump_json(state), now, appended, session.app_name, session.user_id, session.id),
-        )
-        return now
+        self,
+        conn: sqlite3.Connection,
+        session: Session,
+        now: int,
+        *,
+        state: JSONObject | None,
+        appended: int,
+    ) -> Any:
+        self._checked_row(conn, session)  # the check in memory, instead of the stored version
+        sets, args = ("state = ?, ", (dump_json(state),)) if state is not None else ("", ())
+        return conn.execute(
+            f"UPDATE {self._sessions} SET {sets}version = version + 1, last_update_time = ?, "
+            "appended = appended + ? WHERE app_name = ? AND user_id = ? AND session_id = ? "
+            "RETURNING session_id, agent_id, metadata, state, created_at, last_update_time, "
+            "version, appended",
+            (*args, now, appended, session.app_name, session.user_id, session.id),
+        ).fetchone()
 
     async def get(self, request: GetRequest) -> Session | None:
         return self._remember(await super().get(request))

@@ -1,0 +1,365 @@
+"""Events of the SQLite session service checked, encoded and decoded in one pass each.
+
+:func:`agentstores.reference.session_service_rules.check_event` returns a private copy of the
+event, each of its dicts copied through JSON, and ``rules.event_from_json`` checks every
+message again when an event is read back. On SQLite an append commits in a few hundred
+microseconds and a read of the newest 20 events in less, so those copies and checks were the
+larger part of both. Here:
+
+* :func:`checked_event` makes the checks of ``rules.check_event`` (SV-12, in the same order,
+  with the same errors; a shortcut for plain text messages) and copies nothing;
+  :func:`encode_stored` then encodes the stored form once, before the store awaits anything,
+  and that text is the copy (G-7): the event the store returns is rebuilt from it.
+* :func:`decode_stored` rebuilds an event from the text the store wrote, in fresh objects
+  (records built with :func:`~._records.assemble`).
+  The text was checked before it was written, so it checks the shape only (an object with
+  the required fields and the right kind of containers), enough to report a damaged row as
+  ``StorageUnavailable`` rather than return a malformed event.
+
+The stored object is ``rules.event_to_json``'s without its default-valued fields (see below);
+``tests/test_sqlite_events.py`` holds both codecs to the same results. The Redis reference has
+the same three steps (``reference/redis/_events.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+
+from agentstores.spec.errors import InvalidArgument, StorageUnavailable
+from agentstores.spec.messages import Message, check_message
+from agentstores.spec.session_service import (
+    Event,
+    EventActions,
+    check_state_delta,
+    is_temp_key,
+)
+from agentstores.spec.values import (
+    JSONObject,
+    JSONValue,
+    check_id,
+    check_json_object,
+    check_non_negative_int,
+    check_timestamp,
+)
+
+from ._records import assemble, record_maker, scan_json
+
+__all__ = [
+    "checked_event",
+    "decode_stored",
+    "encode_json",
+    "encode_stored",
+    "new_event_id",
+]
+
+#: :func:`agentstores.spec.values.dump_json` with its encoder made once: the same text, without
+#: building an encoder per call (which costs as much as encoding a small value).
+encode_json: Callable[[JSONValue], str] = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":")
+).encode
+
+
+def new_event_id() -> str:
+    """A fresh event id: 32 random hex digits, as ``rules.new_id`` gives (without building a
+    UUID object)."""
+    return os.urandom(16).hex()
+
+
+# --- checks (those of rules.check_event, without the copies) -----------------------------------
+
+
+def _optional_id(value: object, *, what: str) -> str | None:
+    return None if value is None else check_id(value, what=what)
+
+
+def _expect(value: object, kind: type, *, what: str) -> None:
+    if not isinstance(value, kind):
+        raise InvalidArgument(f"{what} must be a {kind.__name__}, not {type(value).__name__}")
+
+
+def _check_bool(value: object, *, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{what} must be a bool, not {type(value).__name__}")
+    return value
+
+
+def _check_text(value: object, *, what: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{what} must be a str, not {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"{what} contains a lone surrogate") from None
+    return value
+
+
+def _mapping_object(value: object, *, what: str) -> JSONObject:
+    """A JSON object from a dict or any other Mapping (shallow: the encoding is the copy)."""
+    if type(value) is dict and not value:  # most metadata: nothing to check
+        return value
+    if isinstance(value, Mapping) and not isinstance(value, dict):
+        value = dict(value)
+    return check_json_object(value, what=what)
+
+
+def _checked_actions(actions: object) -> EventActions:
+    _expect(actions, EventActions, what="event actions")
+    assert isinstance(actions, EventActions)
+    artifacts = actions.artifact_delta
+    if not isinstance(artifacts, Mapping):
+        raise InvalidArgument("artifact_delta must be a mapping")
+    checked_artifacts: dict[str, int] = {}
+    for name, version in artifacts.items():
+        check_id(name, what="artifact name")
+        checked_artifacts[name] = check_non_negative_int(version, what=f"artifact {name!r}")
+    delta = actions.state_delta
+    return assemble(
+        EventActions,
+        {
+            # Most events change no state: an empty dict needs no check.
+            "state_delta": delta if type(delta) is dict and not delta else check_state_delta(delta),
+            "artifact_delta": checked_artifacts,
+            "skip_summarization": _check_bool(
+                actions.skip_summarization, what="skip_summarization"
+            ),
+            "transfer_to_agent": _optional_id(actions.transfer_to_agent, what="transfer_to_agent"),
+            "escalate": _check_bool(actions.escalate, what="escalate"),
+            "custom_actions": _mapping_object(actions.custom_actions, what="custom_actions"),
+        },
+    )
+
+
+def _plain_text(text: object) -> bool:
+    """Whether ``text`` is a str that the JSON value domain accepts (no lone surrogate)."""
+    if type(text) is not str:
+        return False
+    if text.isascii():  # O(1) in CPython, and most text
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_message(message: object) -> None:
+    """``check_message(message)``, with a shortcut for the usual message: a role and text
+    parts, no id, no metadata. The shortcut accepts only messages that ``check_message``
+    accepts; anything else (and every error) goes through ``check_message`` itself."""
+    if (
+        type(message) is Message
+        and type(message.content) is tuple
+        and message.id is None
+        and type(message.metadata) is dict
+        and not message.metadata
+        and message.role
+        and _plain_text(message.role)
+        and all(
+            type(part) is dict
+            and len(part) == 2
+            and part.get("type") == "text"
+            and _plain_text(part.get("text"))
+            for part in message.content
+        )
+    ):
+        if message.created_at is not None:
+            check_timestamp(message.created_at, what="message created_at")
+        return
+    check_message(message)
+
+
+def checked_event(event: object) -> Event:
+    """The event if SV-12 accepts it, else InvalidArgument: the checks of
+    ``rules.check_event``, but its dicts stay the caller's (encode it before any await)."""
+    _expect(event, Event, what="event")
+    assert isinstance(event, Event)
+    if event.content is not None:
+        _check_message(event.content)
+    tool_ids = event.long_running_tool_ids
+    if not isinstance(tool_ids, tuple | list):
+        raise InvalidArgument("long_running_tool_ids must be a tuple of ids")
+    # Checked in the order of rules.check_event, so that the first error is the same.
+    return assemble(
+        Event,
+        {
+            "author": check_id(event.author, what="author"),
+            "id": _optional_id(event.id, what="event id"),
+            "timestamp": None if event.timestamp is None else check_timestamp(event.timestamp),
+            "invocation_id": _optional_id(event.invocation_id, what="invocation_id"),
+            "agent_id": _optional_id(event.agent_id, what="agent_id"),
+            "branch": _optional_id(event.branch, what="branch"),
+            "content": event.content,
+            "reasoning": _check_text(event.reasoning, what="reasoning"),
+            "actions": _checked_actions(event.actions),
+            "long_running_tool_ids": tuple([check_id(t, what="tool id") for t in tool_ids]),
+            "metadata": _mapping_object(event.metadata, what="event metadata"),
+        },
+    )
+
+
+# --- the stored form ---------------------------------------------------------------------------
+#
+# ``rules.event_to_json``'s object without the fields that hold their default (None, "", False,
+# an empty dict or list): a typical event is half as long, and JSON parsing was most of the cost
+# of a read. A missing key means the default; text in the full form (which earlier versions
+# wrote) decodes the same.
+
+
+def encode_stored(event: Event, *, event_id: str, now: int) -> str:
+    """The JSON text of the stored form of a checked event (SV-12): ``event_id`` for a missing
+    id, ``now`` for a missing timestamp, ``temp:`` keys removed from the delta."""
+    stored: JSONObject = {
+        "author": event.author,
+        "id": event_id,
+        "timestamp": now if event.timestamp is None else event.timestamp,
+    }
+    for name in ("invocation_id", "agent_id", "branch"):
+        if (value := getattr(event, name)) is not None:
+            stored[name] = value
+    message = event.content
+    if message is not None:
+        content: JSONObject = {"role": message.role, "content": list(message.content)}
+        if message.created_at is not None:
+            content["created_at"] = message.created_at
+        if message.id is not None:
+            content["id"] = message.id
+        if message.metadata:
+            content["metadata"] = message.metadata
+        stored["content"] = content
+    if event.reasoning:
+        stored["reasoning"] = event.reasoning
+    actions = _actions_json(event.actions)
+    if actions:
+        stored["actions"] = actions
+    if event.long_running_tool_ids:
+        stored["long_running_tool_ids"] = list(event.long_running_tool_ids)
+    if event.metadata:
+        stored["metadata"] = event.metadata
+    return encode_json(stored)
+
+
+def _actions_json(actions: EventActions) -> JSONObject:
+    delta = actions.state_delta
+    if any(is_temp_key(key) for key in delta):
+        delta = {key: value for key, value in delta.items() if not is_temp_key(key)}
+    stored: JSONObject = {}
+    if delta:
+        stored["state_delta"] = delta
+    if actions.artifact_delta:
+        stored["artifact_delta"] = actions.artifact_delta
+    if actions.skip_summarization:
+        stored["skip_summarization"] = True
+    if actions.transfer_to_agent is not None:
+        stored["transfer_to_agent"] = actions.transfer_to_agent
+    if actions.escalate:
+        stored["escalate"] = True
+    if actions.custom_actions:
+        stored["custom_actions"] = actions.custom_actions
+    return stored
+
+
+#: The fields of the records :func:`decode_stored` builds, with the defaults of missing keys
+#: (None where the field is filled in afterwards with a fresh object).
+_EVENT_FIELDS: JSONObject = {
+    "author": None,
+    "id": None,
+    "timestamp": None,
+    "invocation_id": None,
+    "agent_id": None,
+    "branch": None,
+    "content": None,
+    "reasoning": "",
+    "actions": None,
+    "long_running_tool_ids": (),
+    "metadata": None,
+}
+_MESSAGE_FIELDS: JSONObject = {
+    "role": None,
+    "content": (),
+    "created_at": None,
+    "id": None,
+    "metadata": None,
+}
+_ACTIONS_FIELDS: JSONObject = {
+    "state_delta": None,
+    "artifact_delta": None,
+    "skip_summarization": False,
+    "transfer_to_agent": None,
+    "escalate": False,
+    "custom_actions": None,
+}
+#: :func:`~._records.assemble` for the three classes of an event, bound once.
+_record = record_maker(Event, EventActions, Message)
+
+
+def decode_stored(body: str) -> Event:
+    """The event whose stored form is ``body`` (:func:`encode_stored`), in fresh objects;
+    StorageUnavailable if the text is not JSON of that shape (a damaged row).
+
+    Missing keys take their defaults, each mutable default a new object. The checks are of
+    the shape only: objects and lists where they belong, no unknown field; a scalar of
+    another type in the right place is what was stored, and comes back. (The hottest code of
+    a read: :func:`~._records.assemble` is inlined.)
+    """
+    try:
+        try:
+            obj, end = scan_json(body, 0)
+        except StopIteration as exc:
+            raise ValueError(f"not JSON at {exc.value}") from None
+        if end != len(body) or type(obj) is not dict:
+            raise TypeError("not one JSON object")
+        if "author" not in obj or "id" not in obj or "timestamp" not in obj:
+            raise TypeError("author, id or timestamp missing")
+        fields = {**_EVENT_FIELDS, **obj}
+        content = fields["content"]
+        if content is not None:
+            message = {**_MESSAGE_FIELDS, **content}
+            parts = message["content"]
+            if message["metadata"] is None:
+                message["metadata"] = {}
+            if (
+                type(parts) is not list
+                or type(message["metadata"]) is not dict
+                or len(message) != len(_MESSAGE_FIELDS)
+            ):
+                raise TypeError("message parts or metadata of the wrong kind, or unknown fields")
+            message["content"] = tuple(parts)
+            fields["content"] = _record(Message, message)
+        stored = fields["actions"]
+        if stored is None:
+            actions: JSONObject = {
+                "state_delta": {},
+                "artifact_delta": {},
+                "skip_summarization": False,
+                "transfer_to_agent": None,
+                "escalate": False,
+                "custom_actions": {},
+            }
+        else:
+            actions = {**_ACTIONS_FIELDS, **stored}
+            for name in ("state_delta", "artifact_delta", "custom_actions"):
+                value = actions[name]
+                if value is None:
+                    actions[name] = {}
+                elif type(value) is not dict:
+                    raise TypeError(f"{name} is not an object")
+            if len(actions) != len(_ACTIONS_FIELDS):
+                raise TypeError("unknown fields in actions")
+        fields["actions"] = _record(EventActions, actions)
+        tool_ids = fields["long_running_tool_ids"]
+        if tool_ids != ():
+            if type(tool_ids) is not list:
+                raise TypeError("long_running_tool_ids is not a list")
+            fields["long_running_tool_ids"] = tuple(tool_ids)
+        metadata = fields["metadata"]
+        if metadata is None:
+            fields["metadata"] = {}
+        elif type(metadata) is not dict:
+            raise TypeError("event metadata is not an object")
+        if len(fields) != len(_EVENT_FIELDS):
+            raise TypeError("unknown event fields")
+        return _record(Event, fields)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StorageUnavailable(f"corrupt event in the database: {exc}") from exc

@@ -1,0 +1,109 @@
+"""Building the spec's frozen records quickly from stored JSON, for the SQLite stores' reads.
+
+A frozen dataclass's generated ``__init__`` sets each field through ``object.__setattr__``, and
+``message_from_json`` checks every message again as it builds it. A read of the newest 20 events
+or messages builds 60 such records, which cost more than the SQL. Here:
+
+* :func:`assemble` fills an instance's ``__dict__`` at once, which gives an equal object (same
+  fields, equality, hash and repr) several times faster; it does so only for classes where
+  that is exactly what ``__init__`` would do.
+* :func:`decode_message` rebuilds a message from the text a store wrote with
+  ``message_to_json`` (checked before it was written), checking its shape only: a damaged row
+  is ``StorageUnavailable``, as with ``message_from_json``, but the values are not checked
+  again.
+
+The Redis reference has the same :func:`assemble` (``reference/redis/_records.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from agentstores.spec.errors import StorageUnavailable
+from agentstores.spec.messages import Message
+
+__all__ = ["assemble", "decode_message", "record_maker", "scan_json"]
+
+T = TypeVar("T")
+
+#: Per class: whether its instances may be filled through ``__dict__``.
+_PLAIN: dict[type[Any], bool] = {}
+
+
+def _plain(cls: type[Any]) -> bool:
+    """A frozen dataclass that keeps its fields in ``__dict__`` and whose ``__init__`` does
+    nothing else: no ``__slots__``, no ``__post_init__``, every field set by ``__init__``."""
+    if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        return False
+    if "__slots__" in vars(cls) or hasattr(cls, "__post_init__"):
+        return False
+    return all(field.init for field in dataclasses.fields(cls))
+
+
+def assemble(cls: type[T], fields: dict[str, Any]) -> T:
+    """``cls(**fields)`` for a fresh dict of every field of ``cls``: the dict becomes the
+    instance's ``__dict__`` when ``cls`` is a plain frozen dataclass (see the module
+    docstring); other classes are constructed."""
+    plain = _PLAIN.get(cls)
+    if plain is None:
+        plain = _PLAIN[cls] = _plain(cls)
+    if not plain:
+        return cls(**fields)
+    obj = object.__new__(cls)
+    object.__setattr__(obj, "__dict__", fields)
+    return obj
+
+
+def record_maker(*classes: type[Any]) -> Callable[[type[T], dict[str, Any]], T]:
+    """:func:`assemble`, as fast as it gets when every one of ``classes`` is plain (the check
+    is made here, once): for code that builds many records of those classes."""
+    if not all(_plain(cls) for cls in classes):
+        return assemble
+    new, set_dict = object.__new__, object.__setattr__
+
+    def make(cls: type[T], fields: dict[str, Any]) -> T:
+        obj = new(cls)
+        set_dict(obj, "__dict__", fields)
+        return obj
+
+    return make
+
+
+#: JSON's C scanner, without ``json.loads``' whitespace handling (stored text has none):
+#: ``scan_json(text, 0)`` is ``(value, end)``; StopIteration if ``text`` is not JSON there.
+scan_json: Callable[[str, int], tuple[Any, int]] = cast(Any, json.decoder.JSONDecoder()).scan_once
+
+_MESSAGE_KEYS = frozenset(("role", "content", "created_at", "id", "metadata"))
+
+
+def decode_message(text: str) -> Message:
+    """The message whose ``message_to_json`` form is ``text``, in fresh objects;
+    StorageUnavailable if ``text`` is not JSON of that shape (a damaged row)."""
+    try:
+        try:
+            obj, end = scan_json(text, 0)
+        except StopIteration as exc:
+            raise ValueError(f"not JSON at {exc.value}") from None
+        if end != len(text) or type(obj) is not dict:
+            raise TypeError("not one JSON object")
+        parts = obj.get("content", [])
+        metadata = obj.get("metadata", {})
+        if type(parts) is not list or type(metadata) is not dict:
+            raise TypeError("message parts are not a list or its metadata is not an object")
+        if not obj.keys() <= _MESSAGE_KEYS or "role" not in obj:
+            raise TypeError("unknown or missing message fields")
+        return assemble(
+            Message,
+            {
+                "role": obj["role"],
+                "content": tuple(parts),
+                "created_at": obj.get("created_at"),
+                "id": obj.get("id"),
+                "metadata": metadata,
+            },
+        )
+    except (ValueError, TypeError) as exc:
+        raise StorageUnavailable(f"corrupt message in the database: {exc}") from exc
