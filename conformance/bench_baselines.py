@@ -5,8 +5,8 @@ asyncio the way the reference issues its own:
 
 * ``redis``: one ``RPUSH`` round trip with ``redis.asyncio`` on the reference's server.
 * ``sqlite``: one ``BEGIN IMMEDIATE; INSERT; COMMIT`` on a connection with the reference's
-  pragmas (WAL, ``synchronous=FULL``, foreign keys, busy timeout), run in a one-thread
-  executor as :class:`agentstores.reference.sqlite._db.Database` does.
+  pragmas (WAL, ``synchronous=FULL``, foreign keys, busy timeout), issued through
+  :class:`agentstores.reference.sqlite._db.Database` itself (its worker thread and queue).
 * ``json``: one append of a JSON line to a file, with ``fsync`` (the JSON reference's default
   policy: every acknowledged write is fsynced), run in a worker thread.
 
@@ -46,50 +46,44 @@ async def _warm(append: Call) -> None:
 
 @asynccontextmanager
 async def _sqlite(root: Path, appends: int) -> AsyncIterator[RawAppend]:
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-sqlite")
-    loop = asyncio.get_running_loop()
-    holder: list[sqlite3.Connection] = []
+    # The reference's own engine wrapper: its pragmas, its worker thread and its dispatch, so
+    # the baseline differs from a store's append only in what the store does on top.
+    from agentstores.reference.sqlite._db import Database
+
+    db = Database(
+        root / "baseline.sqlite3",
+        prefix="raw_",
+        family="baseline",
+        migrations=[
+            "CREATE TABLE raw_raw (id INTEGER PRIMARY KEY, session TEXT NOT NULL, "
+            "body TEXT NOT NULL)"
+        ],
+    )
     payload = _payload()
+    insert_sql = f"INSERT INTO {db.table('raw')} (session, body) VALUES (?, ?)"
 
-    def connect() -> None:
-        # The reference's settings (reference/sqlite/_db.py: Database._connect, defaults).
-        conn = sqlite3.connect(root / "baseline.sqlite3", timeout=10.0, isolation_level=None)
-        holder.append(conn)
-        conn.execute("PRAGMA busy_timeout = 10000")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute(
-            "CREATE TABLE raw (id INTEGER PRIMARY KEY, session TEXT NOT NULL, body TEXT NOT NULL)"
-        )
-
-    def insert() -> None:
-        conn = holder[0]
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("INSERT INTO raw (session, body) VALUES (?, ?)", ("s", payload))
-        conn.execute("COMMIT")
+    def insert(conn: sqlite3.Connection) -> None:
+        conn.execute(insert_sql, ("s", payload))
 
     async def append() -> None:
-        await loop.run_in_executor(executor, insert)
+        await db.write(insert)
 
-    def restart_log() -> None:
-        holder[0].execute("PRAGMA wal_checkpoint(RESTART)")
+    def restart_log(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
 
     try:
-        await loop.run_in_executor(executor, connect)
+        await db.open()
         # A store that has been written to for a while appends into a write-ahead log that
         # was checkpointed and restarted, overwriting frames of a file that no longer grows,
         # which makes each commit's fsync cheaper on most file systems. Give the baseline
         # that same steady state for as many commits as will be timed.
         for _ in range(appends + _WARMUP):
             await append()
-        await loop.run_in_executor(executor, restart_log)
+        await db.query(restart_log)
         await _warm(append)
         yield RawAppend(append, "sqlite INSERT+COMMIT")
     finally:
-        if holder:
-            await loop.run_in_executor(executor, holder[0].close)
-        executor.shutdown(wait=True)
+        await db.close()
 
 
 @asynccontextmanager

@@ -15,6 +15,7 @@ import gc
 import math
 import os
 import platform
+import random
 import resource
 import statistics
 import sys
@@ -189,18 +190,20 @@ class Recorder:
 
         Interleaving makes the channels share the machine's state (a disk that is busy with
         another process's writes, a CPU that changed speed), so their ratios stay meaningful
-        on a machine that is not idle. The first channel of each round rotates, so no channel
-        always follows the same one. Then each channel's ``traced`` calls run under
-        tracemalloc.
+        on a machine that is not idle. The order within each round is shuffled (with a fixed
+        seed, so runs repeat), so no channel always follows the same neighbour: a channel
+        after an fsync-heavy one would otherwise pay for its flushes every time. Then each
+        channel's ``traced`` calls run under tracemalloc.
         """
         gc.collect()
         timings: list[list[int]] = [[] for _ in channels]
         clock = time.perf_counter_ns
         rounds = max((len(c.calls) for c in channels), default=0)
         order = list(range(len(channels)))
+        shuffler = random.Random(0)
         for index in range(rounds):
-            shift = index % len(order)
-            for k in order[shift:] + order[:shift]:
+            shuffler.shuffle(order)
+            for k in order:
                 calls = channels[k].calls
                 if index < len(calls):
                     start = clock()
