@@ -18,13 +18,21 @@ A JSON store is one directory. This module gives each family the same small set 
   *epoch* that changes whenever the log is rewritten (compacted), so a reader that caches the
   log's contents can read only the new tail (:class:`LogPosition`).
 * :class:`Transaction`: several file changes that become visible together. New contents go to
-  fsynced temp files first; then one journal file lists the renames, removals and appends; then
-  they are applied and the journal is removed. A journal left by a crash is rolled forward
-  before anything else touches the directory (:func:`recover`).
+  fsynced temp files first; then one journal file lists the renames, removals and appends
+  (including appends to :mod:`._records` logs, :meth:`Transaction.write_at`); then they are
+  applied and the journal is removed. A journal left by a crash is rolled forward before
+  anything else touches the directory (:func:`recover`).
 * :class:`StoreDirectory`: runs one operation at a time under the directory's lock: an
   ``asyncio.Lock`` for the tasks of one store object and ``fcntl.flock`` on a lock file for
   other store objects and other processes. ``OSError`` (and undecodable files) become
-  :class:`~agentstores.spec.errors.StorageUnavailable`.
+  :class:`~agentstores.spec.errors.StorageUnavailable`. The lock file also holds *change marks*
+  (:meth:`StoreDirectory.new_change_mark`): random values a store rewrites before it makes a
+  kind of change, so that store objects that cache what they read between operations (the
+  session store and session service) know, with one read, whether another object or process
+  changed something since.
+
+The append-only, checksummed record logs in which the session store and the session service
+keep conversations are in :mod:`._records`.
 
 Why whole operations run in a worker thread instead of awaiting ``aiofiles`` call by call: a
 read-modify-write must hold the file lock from its first read to its last write, and must not
@@ -72,7 +80,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TypeVar, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
 from agentstores.spec.errors import InvalidArgument, StorageUnavailable, StoreError
 from agentstores.spec.values import JSONValue, dump_json
@@ -81,6 +89,10 @@ __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
     "JOURNAL_NAME",
     "LOCK_NAME",
+    "MARK_SERVICE_CHANGES",
+    "MARK_SERVICE_SESSIONS",
+    "MARK_SERVICE_SHARED",
+    "MARK_SESSION_STORE_FILES",
     "TEMP_PREFIX",
     "JsonLinesLog",
     "LogPosition",
@@ -90,6 +102,7 @@ __all__ = [
     "decode_json",
     "encode_json",
     "fsync_directory",
+    "is_watched",
     "name_for",
     "read_file",
     "recover",
@@ -107,6 +120,15 @@ LOCK_NAME = ".lock"
 JOURNAL_NAME = ".journal.json"
 #: Temp files start with this; left-overs of crashed writers are removed under the lock.
 TEMP_PREFIX = ".tmp-"
+#: Change-mark slots (:meth:`StoreDirectory.new_change_mark`), distinct for every family that
+#: may share a directory. Session store: a session file or log written other than by an
+#: append. Session service: a session's log removed; an ``app:`` or ``user:`` state replaced;
+#: any change at all.
+MARK_SESSION_STORE_FILES = 0
+MARK_SERVICE_SESSIONS = 1
+MARK_SERVICE_SHARED = 2
+MARK_SERVICE_CHANGES = 3
+_MARK_SIZE = 16
 _JOURNAL_FORMAT = "agentstores-journal/1"
 _LOG_FORMAT = "agentstores-jsonl/1"
 _READ_CHUNK = 1 << 16
@@ -429,6 +451,7 @@ class Transaction:
         self._removes: list[Path] = []
         # One entry per log file: two appends to one log must not both start at its old end.
         self._appends: dict[Path, tuple[JsonLinesLog, list[JSONValue]]] = {}
+        self._writes: list[tuple[Path, int, bytes]] = []
 
     def replace(self, path: Path, data: bytes) -> None:
         """Set the whole contents of ``path`` (a file under the root) to ``data``."""
@@ -443,9 +466,14 @@ class Transaction:
         if records:
             self._appends.setdefault(log.path, (log, []))[1].extend(records)
 
+    def write_at(self, path: Path, at: int, data: bytes) -> None:
+        """Cut ``path`` at ``at`` and write ``data`` (UTF-8 text) there: an append to a log
+        whose valid end is ``at`` (a :mod:`._records` log). One per path."""
+        self._writes.append((path, at, data))
+
     def commit(self) -> None:
         """Apply every collected change, all or nothing."""
-        count = len(self._replaces) + len(self._removes) + len(self._appends)
+        count = len(self._replaces) + len(self._removes) + len(self._appends) + len(self._writes)
         if count == 0:
             return
         if count == 1:
@@ -464,12 +492,14 @@ class Transaction:
                 for temp, path in temps
             ]
             ops += [{"op": "remove", "path": self._relative(path)} for path in self._removes]
-            for log, records in self._appends.values():
-                at, data = log.prepare_append(records)
+            writes = [
+                (log.path, *log.prepare_append(records)) for log, records in self._appends.values()
+            ]
+            for path, at, data in [*writes, *self._writes]:
                 ops.append(
                     {
                         "op": "write_at",
-                        "path": self._relative(log.path),
+                        "path": self._relative(path),
                         "at": at,
                         "data": data.decode("utf-8"),
                     }
@@ -502,6 +532,9 @@ class Transaction:
             write_atomic(path, data, sync=self.sync)
         elif self._removes:
             remove_file(self._removes[0], sync=self.sync)
+        elif self._writes:
+            path, at, data = self._writes[0]
+            write_at(path, at, data, sync=self.sync)
         else:
             ((log, records),) = self._appends.values()
             log.append(records)
@@ -588,6 +621,7 @@ class _Ticket:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._state = "waiting"
+        self.timed_out = False  # abandoned because the lock timeout passed
 
     def start(self) -> bool:
         """Worker side, holding the lock: True if the operation may run (and now will)."""
@@ -606,6 +640,20 @@ class _Ticket:
             return True
 
 
+def is_watched(mark: bytes | None) -> bool:
+    """Whether a change mark was written by a reader that caches against it (see
+    :meth:`StoreDirectory.new_change_mark`); an unknown mark (None) counts as watched."""
+    return mark is None or not mark or bool(mark[0] & 1)
+
+
+def _give_up(future: asyncio.Future[Any], ticket: _Ticket) -> None:
+    """The lock timeout passed: stop waiting, unless the operation already started (then it
+    runs to its end and the caller gets its result)."""
+    if not future.done() and ticket.abandon():
+        ticket.timed_out = True
+        future.cancel()
+
+
 _executor_lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 
@@ -617,6 +665,8 @@ def _shared_executor() -> ThreadPoolExecutor:
     keeps that from starving unrelated ``asyncio.to_thread`` users.
     """
     global _executor
+    if _executor is not None:
+        return _executor
     with _executor_lock:
         if _executor is None:
             _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="agentstores-json")
@@ -665,6 +715,9 @@ class StoreDirectory:
         self._lock = asyncio.Lock()
         self._prepared = False
         self._closed = False
+        self._lock_fd: int | None = None  # the lock file, while an operation runs
+        self._lock_file = os.path.join(self.path, LOCK_NAME)
+        self._journal_file = os.path.join(self.path, JOURNAL_NAME)
 
     def subdirectory(self, name: str) -> Path:
         """The path of one of the :attr:`subdirectories`."""
@@ -677,6 +730,41 @@ class StoreDirectory:
     def log(self, name: str) -> JsonLinesLog:
         """The :class:`JsonLinesLog` of file ``name`` in this directory."""
         return JsonLinesLog(self.path / name, sync=self.sync)
+
+    def change_marks(self, slots: Sequence[int]) -> list[bytes]:
+        """The change marks of ``slots`` as they are now (see :meth:`new_change_mark`).
+
+        Call it inside :meth:`run`. Marks live in the lock file, which is never fsynced: they
+        only tell live processes whether what they cached is still current. Without the lock
+        file (a subclass whose :meth:`run` does not take it) every mark is a new random value
+        each time: every reader sees a change.
+        """
+        if self._lock_fd is None:
+            return [secrets.token_bytes(_MARK_SIZE) for _ in slots]
+        data = os.pread(self._lock_fd, (max(slots) + 1) * _MARK_SIZE, 0)
+        return [data[slot * _MARK_SIZE : (slot + 1) * _MARK_SIZE] for slot in slots]
+
+    def new_change_mark(self, slot: int, *, watched: bool = False) -> bytes | None:
+        """Record, before making it, a change of the kind ``slot`` names (inside :meth:`run`);
+        return the new mark (None without the lock file, see :meth:`change_marks`).
+
+        A store that caches what it read between operations gives each kind of change it
+        caches against a slot (the ``MARK_*`` constants). Every store object, in any process,
+        writes a new random mark into the slot before it makes such a change; a reader that
+        finds the mark it saw last knows no such change was made since. A change that fails
+        after its mark is written only costs the readers a reload.
+
+        ``watched`` marks are for kinds of change that are frequent while caches of them are
+        rare: a reader that caches against the slot writes a new watched mark (see
+        :func:`is_watched`), and a writer that finds the mark unwatched may skip writing a new
+        one, since nobody holds a cache made under the current mark.
+        """
+        if self._lock_fd is None:
+            return None
+        mark = bytearray(secrets.token_bytes(_MARK_SIZE))
+        mark[0] = (mark[0] & 0xFE) | (1 if watched else 0)
+        os.pwrite(self._lock_fd, mark, slot * _MARK_SIZE)
+        return bytes(mark)
 
     @property
     def closed(self) -> bool:
@@ -700,25 +788,32 @@ class StoreDirectory:
             loop = asyncio.get_running_loop()
             ticket = _Ticket()
             future = loop.run_in_executor(_shared_executor(), self._locked, operation, ticket)
+            # A timer rather than asyncio.wait_for: this runs for every operation, and the
+            # timer costs a fraction of wait_for and shield.
+            timer = None
+            if self.lock_timeout is not None:
+                timer = loop.call_later(self.lock_timeout, _give_up, future, ticket)
             try:
-                # shield: giving up on the wait must not abandon an operation that started.
-                return await asyncio.wait_for(asyncio.shield(future), self.lock_timeout)
-            except TimeoutError:
-                if not future.done() and ticket.abandon():
+                # Cancelling this wait stops a worker that has not started, never one that has.
+                return await future
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if ticket.timed_out and (task is None or not task.cancelling()):
                     raise StorageUnavailable(
                         f"JSON store at {self.path}: the directory stayed locked by another "
                         f"store or process for more than {self.lock_timeout} s"
                     ) from None
-                return await future  # it got the lock in time and is running (or done)
-            except asyncio.CancelledError:
                 ticket.abandon()  # not started yet: it never will; started: it runs to its end
                 raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     def _locked(self, operation: Callable[[], T], ticket: _Ticket) -> T:
         try:
             if not self._prepared:
                 os.makedirs(self.path, exist_ok=True)
-            fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 if not ticket.start():
@@ -727,15 +822,27 @@ class StoreDirectory:
                     return cast(T, None)
                 if not self._prepared:
                     self._prepare()
-                else:
+                elif self._journal_left():
                     recover(self.path, sync=self.sync)
-                return operation()
+                self._lock_fd = fd
+                try:
+                    return operation()
+                finally:
+                    self._lock_fd = None
             finally:
                 os.close(fd)  # closing the descriptor releases the flock
         except StoreError:
             raise
         except (OSError, ValueError, RecursionError) as exc:
             raise StorageUnavailable(f"JSON store at {self.path}: {exc}") from exc
+
+    def _journal_left(self) -> bool:
+        """Whether a crashed transaction left its journal (a cheap test before recover())."""
+        try:
+            os.stat(self._journal_file)
+        except FileNotFoundError:
+            return False
+        return True
 
     def _prepare(self) -> None:
         for name in self.subdirectories:

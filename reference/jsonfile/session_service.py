@@ -2,30 +2,60 @@
 
 One directory per store (:class:`~._files.StoreDirectory`), laid out as::
 
-    sv_sessions/<name>.json     one session: ids, agent, metadata, own state, times, version,
-                                events appended so far, the highest event timestamp so far
-    sv_events/<name>.jsonl      the session's events, append-only: {"seq", "max_ts", "event"}
-    sv_event_ids/<name>.json    one marker per (session, event id): duplicate ids (SV-13)
-    sv_pairs/<name>.json        the session ids of one (app, user) pair, for list (SV-6)
-    sv_apps/<name>.json         an app's ``app:`` state (SV-8)
-    sv_users/<name>.json        a pair's ``user:`` state (SV-8)
+    sv_sessions/<name>.log   one session: a record log (:mod:`._records`), see below
+    sv_pairs/<name>.log      the ids of one (app, user) pair's sessions, one record each (SV-6)
+    sv_apps/<name>.json      an app's ``app:`` state (SV-8)
+    sv_users/<name>.json     a pair's ``user:`` state (SV-8)
 
 ``<name>`` is :func:`~._files.name_for` of a fixed kind and the ids, so any ids are stored in
 isolation and never name a path outside the directory (G-2, SV-26); every file keeps its ids
 inside and they are checked on reading.
 
-Cost: an append writes one log line, the session file, one marker and (when the delta has
-shared keys) the app or user file, all constant in the session's length. Events are read in
-SV-16's order; the newest ``n`` are read from the end of the log backwards, and the reading
-stops as soon as no earlier line can be among them: every line carries ``max_ts``, the highest
-timestamp of the lines up to it, and a line whose ``max_ts`` is not above the ``n``-th newest
-timestamp found so far ends the search (earlier lines are older by time, or by append order on
-a tie). So a session whose events arrive in time order costs ``n`` lines, whatever its length.
+A session's log is the history of its writes. Its first record is written with the file
+(``create``): its summary holds the ids, agent, creation time and a random epoch, its payload
+the initial state and metadata. Every later write appends one record: an event
+(``append_event``), a state delta without an event (``update_state``) or new metadata
+(``update``). Every summary carries the session as it is after that record: ``v`` (version),
+``t`` (last update time), ``n`` (events so far), ``mx`` (highest event timestamp so far) and the
+offsets ``sp`` and ``mp`` of the records holding the current own state and metadata (their
+payloads hold them whole; a record that changes neither points back). An event's summary also
+has its id ``e`` and timestamp ``ts``; its payload is the event, and the new own state when the
+event's delta has session keys. So the whole current session is the last record's summary plus
+at most two records it points to: opening a session reads O(1) records, whatever its length.
+
+Cost: an append (event, state or metadata) is one record appended to one log: one write and one
+fsync. Only a delta with ``app:`` or ``user:`` keys also replaces the shared state files; then
+the record and the files are one :class:`~._files.Transaction` (journaled). Duplicate event ids
+(SV-13) are found in the set of the session's event ids, read from the log's summaries the first
+time a store object appends to the session and kept up to date after that. Events are read in
+SV-16's order (timestamp, then ``n``); the newest ``k`` are read from the end of the log
+backwards, stopping as soon as no earlier record can be among them: a record whose ``mx`` is not
+above the ``k``-th newest timestamp found so far ends the search (earlier events are older by
+time, or by append order on a tie). So a session whose events arrive in time order costs ``k``
+records, whatever its length. ``search`` reads every event of the pair's sessions.
+
+A crash mid-append leaves a torn record at the end of the log: readers ignore it and the next
+append cuts it off (:mod:`._records`); an acknowledged append was fsynced. A pair's index gets
+the new id before the session's log is created, and loses it after the log is removed, so it
+may name a session whose log does not exist (a crash between the two): readers skip those.
+
+Caching: a store object keeps what it read of each session (summary, own state, metadata, event
+ids), of the shared states and of each pair's listing between operations. Whatever another store
+object or process appends to a session's log makes the log longer, which the next operation
+sees; the other changes write a new change mark into the lock file first
+(:meth:`~._files.StoreDirectory.new_change_mark`): a session's log removed, a shared state
+replaced, and any change at all (for the listings). The last one is a *watched* mark: an
+append writes it only if some store object cached a listing under the current mark, so a
+plain append writes nothing but its record. A listing page costs O(page) while nothing in
+the store changes, and O(sessions of the pair) after a change (the first page after it reads
+every session's first and last records and sorts them; the following pages reuse that).
+A store object opened on an existing directory reads nothing until asked: a session costs its
+O(1) records when first touched; its event ids (for SV-13) one read of its summaries, on its
+first append.
 
 Atomicity and concurrency: every operation, reads included, holds the directory lock
-(``flock``, so across store objects and processes); the changes of one write are one
-:class:`~._files.Transaction`, visible together and rolled forward after a crash. The version
-check of SV-15 reads the session file under that lock, so it holds across processes.
+(``flock``, so across store objects and processes). The version check of SV-15 reads the
+session's last record under that lock, so it holds across processes.
 """
 
 from __future__ import annotations
@@ -33,11 +63,15 @@ from __future__ import annotations
 import builtins
 import heapq
 import os
-from collections.abc import Iterator, Mapping
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from json.encoder import encode_basestring
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from agentstores.conformance.backend import StoreContext
 from agentstores.spec.errors import AlreadyExists, Conflict, NotFound, StorageUnavailable
@@ -54,30 +88,44 @@ from agentstores.spec.session_service import (
     check_state_delta,
     split_state_delta,
 )
-from agentstores.spec.values import Clock, JSONObject, system_clock
+from agentstores.spec.values import Clock, JSONObject, JSONValue, system_clock
 
 from .. import session_service_rules as rules
+from . import _records
 from ._files import (
     DEFAULT_LOCK_TIMEOUT,
+    MARK_SERVICE_CHANGES,
+    MARK_SERVICE_SESSIONS,
+    MARK_SERVICE_SHARED,
     StoreDirectory,
     Transaction,
     decode_json,
     encode_json,
+    is_watched,
     name_for,
     read_file,
+    remove_file,
+    write_atomic,
 )
 
 __all__ = ["JSONSessionService", "open_store"]
 
+T = TypeVar("T")
+
 _SESSIONS = "sv_sessions"
-_EVENTS = "sv_events"
-_EVENT_IDS = "sv_event_ids"
 _PAIRS = "sv_pairs"
 _APPS = "sv_apps"
 _USERS = "sv_users"
+_FORMAT = "agentstores-session-service-log/1"
 _CHUNK = 1 << 16
+#: Sessions whose summary, state, metadata and event ids a store object keeps.
+_CACHED_SESSIONS = 1024
+#: Pairs whose sorted listing a store object keeps.
+_CACHED_LISTINGS = 8
 
 Key = tuple[str, str, str]
+_SLOTS = (MARK_SERVICE_SESSIONS, MARK_SERVICE_SHARED, MARK_SERVICE_CHANGES)
+_NO_DELTA = split_state_delta({})
 
 
 def _lines_backwards(file: BinaryIO) -> Iterator[bytes]:
@@ -103,27 +151,143 @@ def _lines_backwards(file: BinaryIO) -> Iterator[bytes]:
         yield carry
 
 
+def _new_event_id() -> str:
+    """A fresh event id: 32 hex digits, as ``rules.new_id`` gives, at a fifth of its cost."""
+    return os.urandom(16).hex()
+
+
+def _int(value: object, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise StorageUnavailable(f"corrupt session log: bad {what}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Summary:
+    """A record's summary: the session after the record, and the event it holds, if any."""
+
+    version: int
+    time: int
+    events: int
+    max_ts: int
+    state_at: int
+    metadata_at: int
+    event_id: str | None
+    timestamp: int
+
+    @classmethod
+    def of(cls, record: _records.Record) -> _Summary:
+        s = record.summary
+        if not isinstance(s, dict):
+            raise StorageUnavailable(f"corrupt record in {record.log_name}")
+        event_id = s.get("e")
+        numbers = (s.get("v"), s.get("t"), s.get("n"), s.get("mx"), s.get("sp"), s.get("mp"))
+        timestamp = 0 if event_id is None else s.get("ts")
+        # type() is int: not bool. Read on every record of a scan, so checked in one go.
+        if not (
+            all(type(x) is int and x >= 0 for x in numbers)
+            and type(timestamp) is int
+            and timestamp >= 0
+            and (event_id is None or isinstance(event_id, str))
+        ):
+            raise StorageUnavailable(f"corrupt record at byte {record.offset} of {record.log_name}")
+        return cls(*numbers, event_id, timestamp)  # type: ignore[arg-type]
+
+    def encoded(self) -> bytes:
+        """``encode_json(self.to_json())``, formatted directly: one is made on every append."""
+        head = b'{"v":%d,"t":%d,"n":%d,"mx":%d,"sp":%d,"mp":%d' % (
+            self.version,
+            self.time,
+            self.events,
+            self.max_ts,
+            self.state_at,
+            self.metadata_at,
+        )
+        if self.event_id is None:
+            return head + b"}"
+        event_id = encode_basestring(self.event_id).encode("utf-8")
+        return head + b',"e":%s,"ts":%d}' % (event_id, self.timestamp)
+
+    def to_json(self) -> JSONObject:
+        record: JSONObject = {
+            "v": self.version,
+            "t": self.time,
+            "n": self.events,
+            "mx": self.max_ts,
+            "sp": self.state_at,
+            "mp": self.metadata_at,
+        }
+        if self.event_id is not None:
+            record.update(e=self.event_id, ts=self.timestamp)
+        return record
+
+
+@dataclass
+class _Session:
+    """What a store object knows of one session: its log, as far as ``end``."""
+
+    key: Key
+    log: Path
+    agent_id: str | None
+    created_at: int
+    end: int
+    last: _Summary
+    state: JSONObject  # own keys only; never handed out (copied first, G-7)
+    metadata: JSONObject
+    event_ids: set[str] | None  # None: not read yet
+    ids_end: int = 0  # event_ids covers the log up to here
+    size: int = 0  # the file's size when last opened (more than `end`: a torn append)
+
+
+@dataclass(frozen=True, slots=True)
+class _Listed:
+    """One session of a pair's listing (no events)."""
+
+    id: str
+    agent_id: str | None
+    created_at: int
+    last: _Summary
+    state: JSONObject
+    metadata: JSONObject
+
+
 class _LogEntry:
-    """One line of an events log: the append sequence, the running maximum time, the event."""
+    """One event of a session's log: its append sequence (``n``), its timestamp, the event."""
 
-    __slots__ = ("event", "max_ts", "seq", "timestamp")
+    __slots__ = ("event", "seq", "timestamp")
 
-    def __init__(self, record: Any) -> None:
-        if not isinstance(record, dict) or not isinstance(record.get("seq"), int):
-            raise StorageUnavailable("corrupt events log line")
-        self.seq: int = record["seq"]
-        self.max_ts: int = record["max_ts"]
-        try:
-            self.event = rules.event_from_json(record["event"])
-        except (ValueError, KeyError) as exc:
-            raise StorageUnavailable(f"corrupt event in the log: {exc}") from exc
-        assert self.event.timestamp is not None
-        self.timestamp: int = self.event.timestamp
+    def __init__(self, summary: _Summary, record: _records.Record) -> None:
+        self.seq = summary.events
+        self.timestamp = summary.timestamp
+        self.event = _event_of(record)
 
     @property
     def order(self) -> tuple[int, int]:
         """SV-16's sort key."""
         return (self.timestamp, self.seq)
+
+
+def _object(value: JSONValue, what: str) -> JSONObject:
+    if not isinstance(value, dict):
+        raise StorageUnavailable(f"corrupt session log: {what} is not an object")
+    return value
+
+
+def _payload_part(record: _records.Record, name: str) -> JSONObject:
+    payload = record.payload()
+    if not isinstance(payload, dict) or name not in payload:
+        raise StorageUnavailable(f"corrupt record in {record.log_name}: no {name}")
+    return _object(payload[name], name)
+
+
+def _event_of(record: _records.Record) -> Event:
+    payload = record.payload()
+    if not isinstance(payload, dict):
+        raise StorageUnavailable(f"corrupt record in {record.log_name}: no event")
+    try:
+        return rules.event_from_json(payload.get("event"))
+    except (ValueError, KeyError) as exc:
+        raise StorageUnavailable(f"corrupt event in {record.log_name}: {exc}") from exc
 
 
 class JSONSessionService:
@@ -150,11 +314,17 @@ class JSONSessionService:
     ) -> None:
         self._dir = StoreDirectory(
             Path(directory),
-            subdirectories=(_SESSIONS, _EVENTS, _EVENT_IDS, _PAIRS, _APPS, _USERS),
+            subdirectories=(_SESSIONS, _PAIRS, _APPS, _USERS),
             sync=fsync,
             lock_timeout=lock_timeout,
         )
         self._clock = clock
+        # Caches, valid while the change marks are the ones seen (see _refresh).
+        self._sessions: OrderedDict[Key, _Session] = OrderedDict()
+        self._shared: dict[tuple[str, ...], JSONObject] = {}
+        self._listings: OrderedDict[tuple[str, str], list[_Listed]] = OrderedDict()
+        self._marks: dict[int, bytes | None] = dict.fromkeys(_SLOTS)
+        self._seen_marks: list[bytes] = []  # as read by the last _refresh
 
     @property
     def directory(self) -> Path:
@@ -177,10 +347,60 @@ class JSONSessionService:
         """Wait for the running operation and refuse further ones; idempotent (G-16)."""
         await self._dir.close()
 
+    # --- caches (used holding the lock) ------------------------------------------------------
+
+    async def _run(self, operation: Callable[[], T]) -> T:
+        """Run ``operation`` holding the lock, with the caches made current first."""
+
+        def locked() -> T:
+            self._refresh()
+            return operation()
+
+        return await self._dir.run(locked)
+
+    def _caches(self, slot: int) -> list[Any]:
+        if slot == MARK_SERVICE_SESSIONS:
+            return [self._sessions, self._listings]
+        if slot == MARK_SERVICE_SHARED:
+            return [self._shared, self._listings]
+        return [self._listings]
+
+    def _refresh(self) -> None:
+        """Drop what another store object's change may have made stale."""
+        marks = self._dir.change_marks(_SLOTS)
+        if marks == self._seen_marks:
+            return
+        self._seen_marks = marks
+        for slot, mark in zip(_SLOTS, marks, strict=True):
+            if mark != self._marks[slot]:
+                for cache in self._caches(slot):
+                    cache.clear()
+                self._marks[slot] = mark
+
+    def _changing(self, *slots: int) -> None:
+        """Mark, before making them, changes of the kinds ``slots`` (any change marks
+        MARK_SERVICE_CHANGES too). Until the next operation reads the marks again, what the
+        marks guard is dropped: a failure may leave a journal that a later one rolls forward."""
+        self._seen_marks = []  # what follows changes what _refresh compares with
+        for slot in slots:
+            for cache in self._caches(slot):
+                cache.clear()
+            self._marks[slot] = None
+            self._dir.new_change_mark(slot)
+        self._listings.clear()
+        # Listings are cached rarely and appends are frequent: a new mark is only needed when
+        # some store object cached a listing under the current one (it is "watched").
+        if is_watched(self._marks[MARK_SERVICE_CHANGES]):
+            self._marks[MARK_SERVICE_CHANGES] = None
+            self._dir.new_change_mark(MARK_SERVICE_CHANGES)
+
     # --- files (used holding the lock) ---------------------------------------------------------
 
     def _path(self, kind: str, *ids: str, suffix: str = ".json") -> Path:
         return self._dir.path / kind / name_for(kind, *ids, suffix=suffix)
+
+    def _log_path(self, key: Key) -> Path:
+        return self._path(_SESSIONS, *key, suffix=".log")
 
     def _read(self, path: Path, ids: Mapping[str, str]) -> JSONObject | None:
         """A record file, checked to belong to ``ids`` (else the file is corrupt)."""
@@ -192,82 +412,19 @@ class JSONSessionService:
             raise StorageUnavailable(f"{path.name} does not hold the record it is named for")
         return record
 
-    def _session_record(self, key: Key) -> JSONObject | None:
-        app, user, session_id = key
-        ids = {"app_name": app, "user_id": user, "id": session_id}
-        return self._read(self._path(_SESSIONS, *key), ids)
-
     def _shared_state(self, app: str, user: str) -> tuple[JSONObject, JSONObject]:
-        app_record = self._read(self._path(_APPS, app), {"app_name": app})
-        user_record = self._read(self._path(_USERS, app, user), {"app_name": app, "user_id": user})
-        return (
-            {} if app_record is None else app_record["state"],
-            {} if user_record is None else user_record["state"],
-        )
-
-    def _session_ids(self, app: str, user: str) -> list[str]:
-        record = self._read(self._path(_PAIRS, app, user), {"app_name": app, "user_id": user})
-        return [] if record is None else list(record["sessions"])
-
-    def _log_path(self, key: Key) -> Path:
-        return self._path(_EVENTS, *key, suffix=".jsonl")
-
-    def _all_entries(self, key: Key) -> list[_LogEntry]:
-        """Every event of the session, in SV-16's order."""
-        read = self._dir.log(f"{_EVENTS}/{self._log_path(key).name}").read()
-        return sorted((_LogEntry(r) for r in read.records), key=lambda e: e.order)
-
-    def _newest_entries(self, key: Key, n: int) -> list[_LogEntry]:
-        """The newest ``n`` events in order, reading the log backwards only as far as needed."""
-        if n == 0:
-            return []
-        best: list[tuple[tuple[int, int], int, _LogEntry]] = []  # min-heap of the newest n
-        try:
-            file = open(self._log_path(key), "rb")  # noqa: SIM115 - closed below
-        except FileNotFoundError:
-            return []
-        with file:
-            for line in _lines_backwards(file):
-                if not line.strip():
-                    continue
-                record = decode_json(line, what="events log line")
-                if not isinstance(record, dict):
-                    raise StorageUnavailable("corrupt events log line")
-                if "format" in record:
-                    break  # the log's header: its first line
-                if len(best) == n and record.get("max_ts", 0) <= best[0][0][0]:
-                    break  # this line and all before it are older than the n-th newest
-                entry = _LogEntry(record)
-                item = (entry.order, entry.seq, entry)
-                if len(best) < n:
-                    heapq.heappush(best, item)
-                elif item[0] > best[0][0]:
-                    heapq.heapreplace(best, item)
-        return [item[2] for item in sorted(best, key=lambda item: item[0])]
-
-    def _view(
-        self,
-        key: Key,
-        record: JSONObject,
-        events: tuple[Event, ...],
-        temp: Mapping[str, Any] | None = None,
-        shared: tuple[JSONObject, JSONObject] | None = None,
-    ) -> Session:
-        """The session as returned: merged state (SV-10), plus this call's temp: keys."""
-        app_state, user_state = shared if shared is not None else self._shared_state(*key[:2])
-        state = {**app_state, **user_state, **record["state"], **(temp or {})}
-        return Session(
-            id=key[2],
-            app_name=key[0],
-            user_id=key[1],
-            agent_id=record["agent_id"],
-            state=state,
-            events=events,
-            last_update_time=record["last_update_time"],
-            created_at=record["created_at"],
-            metadata=record["metadata"],
-            version=record["version"],
-        )
+        """The app's ``app:`` and the pair's ``user:`` state (cached; never handed out)."""
+        app_state = self._shared.get((app,))
+        if app_state is None:
+            record = self._read(self._path(_APPS, app), {"app_name": app})
+            app_state = {} if record is None else _object(record["state"], "app state")
+            self._shared[(app,)] = app_state
+        user_state = self._shared.get((app, user))
+        if user_state is None:
+            record = self._read(self._path(_USERS, app, user), {"app_name": app, "user_id": user})
+            user_state = {} if record is None else _object(record["state"], "user state")
+            self._shared[(app, user)] = user_state
+        return app_state, user_state
 
     def _write_shared(
         self, tx: Transaction, app: str, user: str, app_delta: JSONObject, user_delta: JSONObject
@@ -280,20 +437,247 @@ class JSONSessionService:
         if user_delta:
             record = {"app_name": app, "user_id": user, "state": {**user_state, **user_delta}}
             tx.replace(self._path(_USERS, app, user), encode_json(record))
+        # Read again once committed (this call's values share dicts with the caller's event).
+        self._shared.pop((app,), None)
+        self._shared.pop((app, user), None)
 
-    def _checked(self, session: Session) -> JSONObject:
-        """The stored record of the session a write is made from, after SV-15's check."""
+    def _session_ids(self, app: str, user: str) -> list[str]:
+        """The ids in the pair's index, first creation first, each once (some may name a
+        session whose log is gone: a crash between the two writes of a create or delete)."""
+        path = self._path(_PAIRS, app, user, suffix=".log")
+        fd = _records.open_log(path)
+        if fd is None:
+            return []
+        try:
+            found, _ = _records.read_forward(fd, 0, os.fstat(fd).st_size, path.name)
+        finally:
+            os.close(fd)
+        ids: dict[str, None] = {}
+        for record in found:
+            summary = record.summary
+            if not isinstance(summary, dict) or not isinstance(summary.get("id"), str):
+                raise StorageUnavailable(f"corrupt record in {path.name}")
+            ids[summary["id"]] = None
+        return list(ids)
+
+    def _open(self, key: Key, *, write: bool) -> tuple[int, _Session] | None:
+        """The session's log, open (read-write if ``write``), and what is known of it now;
+        None if there is no such session. The caller closes the descriptor."""
+        entry = self._sessions.get(key)
+        path = self._log_path(key) if entry is None else entry.log
+        flags = (os.O_RDWR if write else os.O_RDONLY) | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags)
+        except FileNotFoundError:
+            self._sessions.pop(key, None)
+            return None
+        try:
+            size = os.fstat(fd).st_size
+            if entry is None or size < entry.end:
+                entry = self._load(key, path, fd, size)
+            elif size > entry.end:
+                self._catch_up(entry, fd, size)
+            entry.size = size
+            self._sessions[key] = entry
+            self._sessions.move_to_end(key)
+            if len(self._sessions) > _CACHED_SESSIONS:
+                self._sessions.popitem(last=False)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, entry
+
+    def _load(self, key: Key, path: Path, fd: int, size: int) -> _Session:
+        """Read what is needed of a session's log: its first record, its last one and the
+        records holding its current state and metadata (O(1) records)."""
+        last, end = _records.read_tail(fd, size, path.name)
+        if last is None:
+            raise StorageUnavailable(f"corrupt {path.name}: no record")
+        first = last if last.offset == 0 else _records.read_record_at(fd, 0, end, path.name)
+        head = first.summary
+        if (
+            not isinstance(head, dict)
+            or head.get("format") != _FORMAT
+            or (head.get("app_name"), head.get("user_id"), head.get("id")) != key
+        ):
+            raise StorageUnavailable(f"{path.name} does not hold the session it is named for")
+        agent_id = head.get("agent_id")
+        if agent_id is not None and not isinstance(agent_id, str):
+            raise StorageUnavailable(f"corrupt {path.name}: bad agent id")
+        summary = _Summary.of(last)
+        records = {record.offset: record for record in (first, last)}
+
+        def at(offset: int) -> _records.Record:
+            if offset not in records:
+                records[offset] = _records.read_record_at(fd, offset, end, path.name)
+            return records[offset]
+
+        return _Session(
+            key=key,
+            log=path,
+            agent_id=agent_id,
+            created_at=_int(head.get("created_at"), "creation time"),
+            end=end,
+            last=summary,
+            state=_payload_part(at(summary.state_at), "state"),
+            metadata=_payload_part(at(summary.metadata_at), "metadata"),
+            event_ids=None,
+        )
+
+    def _catch_up(self, entry: _Session, fd: int, size: int) -> None:
+        """Take in the records appended (by another store object) since ``entry.end``."""
+        found, end = _records.read_forward(fd, entry.end, size, entry.log.name)
+        for record in found:
+            summary = _Summary.of(record)
+            if summary.state_at == record.offset:
+                entry.state = _payload_part(record, "state")
+            if summary.metadata_at == record.offset:
+                entry.metadata = _payload_part(record, "metadata")
+            if entry.event_ids is not None and summary.event_id is not None:
+                entry.event_ids.add(summary.event_id)
+            entry.last = summary
+        entry.end = end
+        if entry.event_ids is not None:
+            entry.ids_end = end
+
+    def _event_ids(self, entry: _Session, fd: int) -> set[str]:
+        """The ids of the session's events: read from the log's summaries the first time."""
+        if entry.event_ids is None or entry.ids_end != entry.end:
+            found, _ = _records.read_forward(fd, 0, entry.end, entry.log.name)
+            entry.event_ids = {
+                s.event_id for s in map(_Summary.of, found[1:]) if s.event_id is not None
+            }
+            entry.ids_end = entry.end
+        return entry.event_ids
+
+    def _append(
+        self,
+        entry: _Session,
+        fd: int,
+        summary: _Summary,
+        payload: JSONObject | None,
+        shared: tuple[JSONObject, JSONObject],
+    ) -> None:
+        """Append the record of ``summary`` and ``payload`` to the session's log, together
+        with the ``app:`` and ``user:`` parts ``shared`` of its delta, and update ``entry``."""
+        app_delta, user_delta = shared
+        data = _records.encoded_line(
+            summary.encoded(), b"" if payload is None else encode_json(payload)
+        )
+        key, at = entry.key, entry.end
+        # Unknown until the write is whole (another object's reads would see it anyway).
+        self._sessions.pop(key, None)
+        if app_delta or user_delta:
+            self._changing(MARK_SERVICE_SHARED)
+            tx = self._dir.transaction()
+            tx.write_at(entry.log, at, data)
+            self._write_shared(tx, key[0], key[1], app_delta, user_delta)
+            tx.commit()
+        else:
+            self._changing()
+            _records.append_at(fd, at, entry.size, data, sync=self._dir.sync)
+        entry.end = entry.size = at + len(data)
+        entry.last = summary
+        if entry.event_ids is not None:
+            if entry.ids_end == at:
+                entry.ids_end = entry.end
+            if summary.event_id is not None:
+                entry.event_ids.add(summary.event_id)
+        self._sessions[key] = entry
+
+    def _all_entries(self, key: Key) -> list[_LogEntry]:
+        """Every event of the session, in SV-16's order."""
+        opened = self._open(key, write=False)
+        if opened is None:
+            return []
+        fd, entry = opened
+        try:
+            found, _ = _records.read_forward(fd, 0, entry.end, entry.log.name)
+        finally:
+            os.close(fd)
+        entries = []
+        for record in found[1:]:
+            summary = _Summary.of(record)
+            if summary.event_id is not None:
+                entries.append(_LogEntry(summary, record))
+        entries.sort(key=lambda entry: entry.order)
+        return entries
+
+    def _newest_entries(self, entry: _Session, n: int) -> list[_LogEntry]:
+        """The newest ``n`` events in order, reading the log backwards only as far as needed."""
+        if n == 0:
+            return []
+        best: list[tuple[tuple[int, int], _Summary, _records.Record]] = []  # the newest n
+        name = entry.log.name
+        with open(entry.log, "rb") as file:
+            first = True
+            for line in _lines_backwards(file):
+                record = _records.parse_line(line, 0, name)
+                if record is None:
+                    if first:  # a torn append
+                        first = False
+                        continue
+                    raise StorageUnavailable(f"corrupt record in {name}")
+                first = False
+                if isinstance(record.summary, dict) and "format" in record.summary:
+                    break  # the log's first record: no event
+                summary = _Summary.of(record)
+                if len(best) == n and summary.max_ts <= best[0][0][0]:
+                    break  # this record and all before it are older than the n-th newest
+                if summary.event_id is None:
+                    continue
+                item = ((summary.timestamp, summary.events), summary, record)
+                if len(best) < n:
+                    heapq.heappush(best, item)
+                elif item[0] > best[0][0]:
+                    heapq.heapreplace(best, item)
+        best.sort(key=lambda item: item[0])
+        return [_LogEntry(summary, record) for _, summary, record in best]
+
+    def _view(
+        self,
+        entry: _Session | _Listed,
+        key: Key,
+        events: tuple[Event, ...],
+        temp: Mapping[str, Any] | None = None,
+    ) -> Session:
+        """The session as returned: merged state (SV-10), plus this call's temp: keys; copies
+        of what is cached (G-7)."""
+        app_state, user_state = self._shared_state(key[0], key[1])
+        state = {**app_state, **user_state, **entry.state}
+        state = rules.copy_json(state) if state else {}
+        return Session(
+            id=key[2],
+            app_name=key[0],
+            user_id=key[1],
+            agent_id=entry.agent_id,
+            state={**state, **(temp or {})},
+            events=events,
+            last_update_time=entry.last.time,
+            created_at=entry.created_at,
+            metadata=rules.copy_json(entry.metadata) if entry.metadata else {},
+            version=entry.last.version,
+        )
+
+    def _checked(self, session: Session) -> tuple[int, _Session]:
+        """The open log and cache entry of the session a write is made from, after SV-15's
+        check. The caller closes the descriptor."""
         key = (session.app_name, session.user_id, session.id)
-        record = self._session_record(key)
-        if record is None:
+        opened = self._open(key, write=True)
+        if opened is None:
             raise NotFound(f"no session {session.id!r} for this app and user")
-        if record["version"] != session.version:
+        fd, entry = opened
+        if entry.last.version != session.version:
+            os.close(fd)
             raise Conflict(
                 f"session {session.id!r} changed since it was read",
                 expected=session.version,
-                actual=record["version"],
+                actual=entry.last.version,
             )
-        return record
+        return fd, entry
+
+    def _exists(self, key: Key) -> bool:
+        return key in self._sessions or self._log_path(key).exists()
 
     # --- sessions (SV-1 .. SV-6) ------------------------------------------------------------
 
@@ -307,38 +691,52 @@ class JSONSessionService:
             session_id = req.session_id
             if session_id is None:
                 session_id = rules.new_id()
-                while self._session_record((app, user, session_id)) is not None:
+                while self._exists((app, user, session_id)):
                     session_id = rules.new_id()
             key = (app, user, session_id)
-            if self._session_record(key) is not None:
+            if self._exists(key):
                 raise AlreadyExists(f"session {session_id!r} exists for this app and user")
             now = self._clock()
-            record: JSONObject = {
+            summary = _Summary(0, now, 0, 0, 0, 0, None, 0)
+            head: JSONObject = {
+                "epoch": secrets.token_hex(8),
+                "format": _FORMAT,
                 "app_name": app,
                 "user_id": user,
                 "id": session_id,
                 "agent_id": req.agent_id,
-                "metadata": req.metadata,
-                "state": parts.session,
                 "created_at": now,
-                "last_update_time": now,
-                "version": 0,
-                "appended": 0,
-                "max_ts": 0,
+                **summary.to_json(),
             }
-            pair = {
-                "app_name": app,
-                "user_id": user,
-                "sessions": [*self._session_ids(app, user), session_id],
-            }
+            data = _records.encode_record(head, {"state": parts.session, "metadata": req.metadata})
+            path = self._log_path(key)
+            shared = parts.app or parts.user
+            self._changing(*((MARK_SERVICE_SHARED,) if shared else ()))
+            # The index first: a crash before the log leaves an id that readers skip.
+            index = self._path(_PAIRS, app, user, suffix=".log")
+            _records.append_record(
+                index, _records.encode_record({"id": session_id}), sync=self._dir.sync
+            )
             tx = self._dir.transaction()
-            tx.replace(self._path(_SESSIONS, *key), encode_json(record))
-            tx.replace(self._path(_PAIRS, app, user), encode_json(pair))
+            tx.replace(path, data)
             self._write_shared(tx, app, user, parts.app, parts.user)
             tx.commit()
-            return self._view(key, record, (), parts.temp)
+            entry = _Session(
+                key=key,
+                log=path,
+                agent_id=req.agent_id,
+                created_at=now,
+                end=len(data),
+                last=summary,
+                state=rules.copy_json(parts.session),
+                metadata=rules.copy_json(req.metadata),
+                event_ids=set(),
+                ids_end=len(data),
+            )
+            self._sessions[key] = entry
+            return self._view(entry, key, (), parts.temp)
 
-        return await self._dir.run(write)
+        return await self._run(write)
 
     async def get(self, request: GetRequest) -> Session | None:
         """The session with its merged state and events (SV-3, SV-10, SV-16)."""
@@ -346,52 +744,70 @@ class JSONSessionService:
         key = (req.app_name, req.user_id, req.session_id)
 
         def read() -> Session | None:
-            record = self._session_record(key)
-            if record is None:
+            opened = self._open(key, write=False)
+            if opened is None:
                 return None
+            fd, entry = opened
+            os.close(fd)
             if req.num_recent_events is None:
                 entries = self._all_entries(key)
             else:
-                entries = self._newest_entries(key, req.num_recent_events)
-            return self._view(key, record, tuple(e.event for e in entries))
+                entries = self._newest_entries(entry, req.num_recent_events)
+            return self._view(entry, key, tuple(e.event for e in entries))
 
-        return await self._dir.run(read)
+        return await self._run(read)
 
     async def update(self, request: UpdateRequest) -> None:
         """Replace the session's metadata; version unchanged (SV-4)."""
         req = rules.check_update(request)
         key = (req.app_name, req.user_id, req.session_id)
+        metadata = rules.copy_json(req.metadata)
 
         def write() -> None:
-            record = self._session_record(key)
-            if record is None:
+            opened = self._open(key, write=True)
+            if opened is None:
                 raise NotFound(f"no session {req.session_id!r} for this app and user")
-            record.update(metadata=req.metadata, last_update_time=self._clock())
-            tx = self._dir.transaction()
-            tx.replace(self._path(_SESSIONS, *key), encode_json(record))
-            tx.commit()
+            fd, entry = opened
+            try:
+                last = entry.last
+                summary = _Summary(
+                    last.version,
+                    self._clock(),
+                    last.events,
+                    last.max_ts,
+                    last.state_at,
+                    entry.end,
+                    None,
+                    0,
+                )
+                self._append(entry, fd, summary, {"metadata": metadata}, ({}, {}))
+                entry.metadata = metadata
+            finally:
+                os.close(fd)
 
-        await self._dir.run(write)
+        await self._run(write)
 
     async def delete(self, app_name: str, user_id: str, session_id: str) -> None:
-        """Delete the session, its events, its markers and its own state (SV-5)."""
+        """Delete the session: its log holds its events and own state (SV-5)."""
         key = rules.check_key(app_name, user_id, session_id)
 
         def write() -> None:
-            if self._session_record(key) is None:
+            path = self._log_path(key)
+            if not self._exists(key):
                 raise NotFound(f"no session {session_id!r} for this app and user")
             remaining = [s for s in self._session_ids(app_name, user_id) if s != session_id]
-            tx = self._dir.transaction()
-            for entry in self._all_entries(key):
-                assert entry.event.id is not None
-                tx.remove(self._path(_EVENT_IDS, *key, entry.event.id))
-            tx.remove(self._log_path(key))
-            tx.remove(self._path(_SESSIONS, *key))
-            pair = {"app_name": app_name, "user_id": user_id, "sessions": remaining}
-            tx.replace(self._path(_PAIRS, app_name, user_id), encode_json(pair))
-            tx.commit()
+            self._changing(MARK_SERVICE_SESSIONS)
+            if not remove_file(path, sync=self._dir.sync):
+                raise NotFound(f"no session {session_id!r} for this app and user")
+            # Then the index: a crash before this leaves an id that readers skip.
+            index = self._path(_PAIRS, app_name, user_id, suffix=".log")
+            if remaining:
+                data = b"".join(_records.encode_record({"id": s}) for s in remaining)
+                write_atomic(index, data, sync=self._dir.sync)
+            else:
+                remove_file(index, sync=self._dir.sync)
 
-        await self._dir.run(write)
+        await self._run(write)
 
     async def list(self, request: ListRequest) -> list[Session]:
         """The pair's sessions, newest update first, paged, without events (SV-6)."""
@@ -399,19 +815,45 @@ class JSONSessionService:
         app, user = req.app_name, req.user_id
 
         def read() -> builtins.list[Session]:
-            shared = self._shared_state(app, user)
-            records = []
-            for session_id in self._session_ids(app, user):
-                record = self._session_record((app, user, session_id))
-                if record is None:
-                    raise StorageUnavailable(f"session {session_id!r} is indexed but missing")
-                records.append(record)
-            records.sort(key=lambda r: r["id"])
-            records.sort(key=lambda r: r["last_update_time"], reverse=True)
-            page = rules.page(records, req.limit, req.offset)
-            return [self._view((app, user, r["id"]), r, (), shared=shared) for r in page]
+            listing = self._listings.get((app, user))
+            if listing is None:
+                listing = self._listing(app, user)
+                if not is_watched(self._marks[MARK_SERVICE_CHANGES]):
+                    # Writers must now mark their changes (see _changing).
+                    mark = self._dir.new_change_mark(MARK_SERVICE_CHANGES, watched=True)
+                    self._marks[MARK_SERVICE_CHANGES] = mark
+                    self._seen_marks = []
+                if self._marks[MARK_SERVICE_CHANGES] is not None:
+                    self._listings[(app, user)] = listing
+                    if len(self._listings) > _CACHED_LISTINGS:
+                        self._listings.popitem(last=False)
+            page = rules.page(listing, req.limit, req.offset)
+            return [self._view(listed, (app, user, listed.id), ()) for listed in page]
 
-        return await self._dir.run(read)
+        return await self._run(read)
+
+    def _listing(self, app: str, user: str) -> builtins.list[_Listed]:
+        """Every session of the pair in SV-6's order (read once per change of the store)."""
+        listing = []
+        for session_id in self._session_ids(app, user):
+            opened = self._open((app, user, session_id), write=False)
+            if opened is None:
+                continue  # a create or delete cut short by a crash
+            fd, entry = opened
+            os.close(fd)
+            listing.append(
+                _Listed(
+                    session_id,
+                    entry.agent_id,
+                    entry.created_at,
+                    entry.last,
+                    entry.state,
+                    entry.metadata,
+                )
+            )
+        listing.sort(key=lambda listed: listed.id)
+        listing.sort(key=lambda listed: listed.last.time, reverse=True)
+        return listing
 
     # --- events and state (SV-11 .. SV-18) ---------------------------------------------------
 
@@ -419,68 +861,80 @@ class JSONSessionService:
         """Append the event and apply its delta atomically, if the session is fresh (SV-13)."""
         handle = rules.check_handle(session)
         checked = rules.check_event(event)
-        parts = split_state_delta(checked.actions.state_delta)
+        delta = checked.actions.state_delta
+        parts = split_state_delta(delta) if delta else _NO_DELTA  # (read, never changed)
         key = (handle.app_name, handle.user_id, handle.id)
+        # The cache's own copy (G-7).
+        own_delta = rules.copy_json(parts.session) if parts.session else {}
 
         def write() -> Session:
-            record = self._checked(handle)
-            event_id = checked.id
-            if event_id is None:
-                event_id = rules.new_id()
-                while read_file(self._path(_EVENT_IDS, *key, event_id)) is not None:
-                    event_id = rules.new_id()
-            marker = self._path(_EVENT_IDS, *key, event_id)
-            ids = {
-                "app_name": key[0],
-                "user_id": key[1],
-                "session_id": key[2],
-                "event_id": event_id,
-            }
-            if self._read(marker, ids) is not None:
-                raise AlreadyExists(f"event {event_id!r} exists in session {handle.id!r}")
-            now = self._clock()
-            stored = rules.stored_event(checked, event_id=event_id, now=now)
-            assert stored.timestamp is not None
-            seq = record["appended"]
-            max_ts = max(record["max_ts"], stored.timestamp)
-            line = {"seq": seq, "max_ts": max_ts, "event": rules.event_to_json(stored)}
-            record.update(
-                state={**record["state"], **parts.session},
-                version=record["version"] + 1,
-                last_update_time=now,
-                appended=seq + 1,
-                max_ts=max_ts,
-            )
-            tx = self._dir.transaction()
-            tx.append(self._dir.log(f"{_EVENTS}/{self._log_path(key).name}"), [line])
-            tx.replace(marker, encode_json(ids))
-            tx.replace(self._path(_SESSIONS, *key), encode_json(record))
-            self._write_shared(tx, key[0], key[1], parts.app, parts.user)
-            tx.commit()
-            return self._view(key, record, (*handle.events, stored), parts.temp)
+            fd, entry = self._checked(handle)
+            try:
+                ids = self._event_ids(entry, fd)
+                event_id = checked.id
+                if event_id is None:
+                    event_id = _new_event_id()
+                    while event_id in ids:
+                        event_id = _new_event_id()
+                if event_id in ids:
+                    raise AlreadyExists(f"event {event_id!r} exists in session {handle.id!r}")
+                now = self._clock()
+                stored = rules.stored_event(checked, event_id=event_id, now=now)
+                assert stored.timestamp is not None
+                last = entry.last
+                summary = _Summary(
+                    last.version + 1,
+                    now,
+                    last.events + 1,
+                    max(last.max_ts, stored.timestamp),
+                    entry.end if own_delta else last.state_at,
+                    last.metadata_at,
+                    event_id,
+                    stored.timestamp,
+                )
+                payload: JSONObject = {"event": rules.event_to_json(stored)}
+                state = entry.state
+                if own_delta:
+                    state = {**entry.state, **own_delta}
+                    payload["state"] = state
+                self._append(entry, fd, summary, payload, (parts.app, parts.user))
+                entry.state = state
+            finally:
+                os.close(fd)
+            return self._view(entry, key, (*handle.events, stored), parts.temp)
 
-        return await self._dir.run(write)
+        return await self._run(write)
 
     async def update_state(self, session: Session, delta: Mapping[str, Any]) -> Session:
         """Apply a state delta without an event, if the session is fresh (SV-11, SV-15)."""
         handle = rules.check_handle(session)
         parts = split_state_delta(rules.copy_json(check_state_delta(delta)))
         key = (handle.app_name, handle.user_id, handle.id)
+        own_delta = parts.session  # a copy already (G-7)
 
         def write() -> Session:
-            record = self._checked(handle)
-            record.update(
-                state={**record["state"], **parts.session},
-                version=record["version"] + 1,
-                last_update_time=self._clock(),
-            )
-            tx = self._dir.transaction()
-            tx.replace(self._path(_SESSIONS, *key), encode_json(record))
-            self._write_shared(tx, key[0], key[1], parts.app, parts.user)
-            tx.commit()
-            return self._view(key, record, tuple(handle.events), parts.temp)
+            fd, entry = self._checked(handle)
+            try:
+                last = entry.last
+                summary = _Summary(
+                    last.version + 1,
+                    self._clock(),
+                    last.events,
+                    last.max_ts,
+                    entry.end if own_delta else last.state_at,
+                    last.metadata_at,
+                    None,
+                    0,
+                )
+                state = {**entry.state, **own_delta}
+                payload = {"state": state} if own_delta else None
+                self._append(entry, fd, summary, payload, (parts.app, parts.user))
+                entry.state = state
+            finally:
+                os.close(fd)
+            return self._view(entry, key, tuple(handle.events), parts.temp)
 
-        return await self._dir.run(write)
+        return await self._run(write)
 
     async def get_events(
         self, app_name: str, user_id: str, session_id: str, filter: EventFilter | None = None
@@ -490,16 +944,17 @@ class JSONSessionService:
         f = rules.check_filter(filter)
 
         def read() -> builtins.list[Event]:
-            if self._session_record(key) is None:
+            if not self._exists(key):
                 raise NotFound(f"no session {session_id!r} for this app and user")
             return rules.filter_events((e.event for e in self._all_entries(key)), f)
 
-        return await self._dir.run(read)
+        return await self._run(read)
 
     # --- search (SV-19 .. SV-25) ------------------------------------------------------------
 
     async def search(self, options: SearchOptions) -> builtins.list[SearchResult]:
-        """Matching events of the pair's sessions, most relevant first (SV-19 .. SV-24)."""
+        """Matching events of the pair's sessions, most relevant first (SV-19 .. SV-24): a
+        scan of every event of the pair's selected sessions."""
         opts = rules.check_search(options)
         app, user = opts.app_name, opts.user_id
 
@@ -507,24 +962,26 @@ class JSONSessionService:
             hits = []
             for session_id in self._session_ids(app, user):
                 key = (app, user, session_id)
-                record = self._session_record(key)
-                if record is None or not rules.session_selected(
-                    opts, session_id, record["agent_id"]
-                ):
+                opened = self._open(key, write=False)
+                if opened is None:
                     continue
-                for index, entry in enumerate(self._all_entries(key)):
+                fd, entry = opened
+                os.close(fd)
+                if not rules.session_selected(opts, session_id, entry.agent_id):
+                    continue
+                for index, log_entry in enumerate(self._all_entries(key)):
                     hit = rules.search_hit(
                         opts,
                         session_id=session_id,
-                        agent_id=record["agent_id"],
+                        agent_id=entry.agent_id,
                         message_index=index,
-                        event=entry.event,
+                        event=log_entry.event,
                     )
                     if hit is not None:
                         hits.append(hit)
             return rules.page_results(hits, opts)
 
-        return await self._dir.run(read)
+        return await self._run(read)
 
 
 def open_store(ctx: StoreContext) -> AbstractAsyncContextManager[JSONSessionService]:

@@ -2,22 +2,38 @@
 
 One directory per store (:class:`~._files.StoreDirectory`), laid out as::
 
-    sessions/<name>.json          {"session": {...}, "message_count": n, "log": g}
-    messages/<log name>.jsonl     the conversation: one message_to_json per line, in order
-    ids.json                      {"days": {"YYYYMMDD": last number issued}}
+    sessions/<name>.json      {"session": {...}, "log": g, "count": c}
+    messages/<log name>.log   the conversation: a record log (:mod:`._records`), one record
+                              per message: summary {"n": position + 1, "t": time added},
+                              payload message_to_json
+    ids.json                  {"days": {"YYYYMMDD": last number issued}}
 
 ``<name>`` is :func:`~._files.name_for` of the session id and ``<log name>`` that of (session
 id, generation ``g``), so any id is stored in isolation and never names a path outside the
-directory (G-2); each session file keeps its id inside. ``session`` is the SS-17 JSON form.
+directory (G-2); each session file keeps its id inside. ``session`` is the SS-17 JSON form as of
+the session file's last write, when the log held ``c`` messages.
 
-The conversation is an append-only log: ``add_message`` appends one line to it and rewrites the
-small session file (``updated_at``, ``message_count``), both in one
-:class:`~._files.Transaction`, so an append costs the same whatever the conversation's length
-(SS-8) and a reader sees both changes or neither. Operations that rewrite the conversation
-(replace, truncate) and those that create one (import, copy) write a log of a new generation
-and switch the session file to it in one transaction; the old log is removed with it. So a
-crash never leaves a session pointing at half a conversation (G-17). ``get_session`` without
-messages reads the session file only (SS-5).
+Appending a message (SS-8) is one record appended to the log: one write and one fsync, whatever
+the conversation's length; the session file is not touched. The session's ``message_count`` is
+the ``n`` of the log's last record, and its ``updated_at`` that record's ``t`` if the log holds
+more than ``c`` messages (appends came after the session file's last write), else the session
+file's. Both come from the end of the log (O(1), :func:`~._records.read_tail`), so
+``get_session`` without messages and the listings read the session file and the last record
+only, never the conversation (SS-5). A crash mid-append leaves a torn record at the end of the
+log, which readers ignore and the next append cuts off; an acknowledged append was fsynced.
+
+Operations that rewrite the conversation (replace, truncate) and those that create one (import,
+copy) write a log of a new generation and switch the session file to it in one
+:class:`~._files.Transaction`, removing the old log with it; a session update (name, tokens...)
+replaces the session file atomically with the current count. So a crash never leaves a session
+pointing at half a conversation (G-17).
+
+Caching: a store object keeps the session files it read and where each log ended (with its
+last ``n`` and ``t``), so that an append to a known session opens, writes and fsyncs its log
+and reads nothing else. Appends by other store objects or processes make the log longer, which
+the next operation sees (it then reads the new last record); every other change writes a new
+change mark into the lock file before it is made (:meth:`~._files.StoreDirectory.new_change_mark`)
+and the cache is dropped when the mark differs from the one last seen.
 
 Every operation holds the directory lock; arguments are validated and serialised before it is
 taken (G-5, G-7, SS-15).
@@ -27,6 +43,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
@@ -55,17 +72,20 @@ from agentstores.spec.values import (
 )
 
 from .. import session_store_rules as rules
+from . import _records
 from ._files import (
     DEFAULT_LOCK_TIMEOUT,
+    MARK_SESSION_STORE_FILES,
     TEMP_PREFIX,
-    JsonLinesLog,
     StoreDirectory,
     Transaction,
     decode_json,
     encode_json,
+    fsync_directory,
     name_for,
     read_file,
     remove_file,
+    write_atomic,
 )
 
 __all__ = ["JSONSessionStore", "open_store"]
@@ -73,24 +93,24 @@ __all__ = ["JSONSessionStore", "open_store"]
 T = TypeVar("T")
 
 _SESSIONS = "sessions"
+#: Sessions whose session file and log end a store object keeps between operations.
+_CACHED_SESSIONS = 4096
 _MESSAGES = "messages"
 _IDS = "ids.json"
 
 
 @dataclass(frozen=True)
 class _Record:
-    """A session file: the session (no conversation), its message count and log generation."""
+    """A session file: the session as of its last write, its log generation, and how many
+    messages that log held then (``count``)."""
 
     session: Session
     log: int
+    count: int
 
     def to_bytes(self) -> bytes:
         return encode_json(
-            {
-                "session": rules.session_to_json(self.session),
-                "message_count": self.session.message_count,
-                "log": self.log,
-            }
+            {"session": rules.session_to_json(self.session), "log": self.log, "count": self.count}
         )
 
 
@@ -100,17 +120,51 @@ def _is_int(value: object) -> bool:
 
 def _record_from(data: bytes) -> _Record:
     obj = decode_json(data, what="session file")
-    if (
-        not isinstance(obj, dict)
-        or not _is_int(obj.get("message_count"))
-        or not _is_int(obj.get("log"))
-    ):
+    if not isinstance(obj, dict) or not _is_int(obj.get("count")) or not _is_int(obj.get("log")):
         raise StorageUnavailable("corrupt session file")
     try:
-        session = rules.session_from_json(obj.get("session"), message_count=obj["message_count"])
+        session = rules.session_from_json(obj.get("session"), message_count=obj["count"])
     except InvalidArgument as exc:
         raise StorageUnavailable(f"corrupt session file: {exc}") from exc
-    return _Record(session, obj["log"])
+    return _Record(session, obj["log"], obj["count"])
+
+
+@dataclass(frozen=True)
+class _Tail:
+    """The end of a conversation log: its valid end, and ``n`` and ``t`` of its last record."""
+
+    end: int
+    n: int
+    t: int
+
+
+@dataclass
+class _Cached:
+    """What an object knows of one session: its session file, log path and log end."""
+
+    record: _Record
+    log: Path
+    tail: _Tail | None = None
+
+
+def _position(record: _records.Record) -> tuple[int, int]:
+    """``(n, t)`` of a message record's summary."""
+    summary = record.summary
+    if (
+        not isinstance(summary, dict)
+        or not _is_int(summary.get("n"))
+        or not isinstance(summary.get("t"), int)
+    ):
+        raise StorageUnavailable(f"corrupt record in {record.log_name}")
+    return summary["n"], summary["t"]
+
+
+def _log_bytes(messages: Sequence[JSONValue], now: int) -> bytes:
+    """A whole log holding ``messages`` (their JSON forms), stamped ``now``."""
+    return b"".join(
+        _records.encode_record({"n": n, "t": now}, message)
+        for n, message in enumerate(messages, start=1)
+    )
 
 
 def _messages_from(records: list[JSONValue]) -> tuple[Message, ...]:
@@ -156,6 +210,10 @@ class JSONSessionStore:
             lock_timeout=lock_timeout,
         )
         self._clock = clock
+        # What this object read, kept between operations while the directory's change mark
+        # of session files is the one it saw (see _refresh).
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._mark: bytes | None = None
 
     @property
     def directory(self) -> Path:
@@ -188,30 +246,115 @@ class JSONSessionStore:
         """The session file of ``session_id`` (a back door for tests)."""
         return self._dir.path / _SESSIONS / name_for(session_id)
 
-    def log(self, session_id: str, generation: int) -> JsonLinesLog:
+    def log_path(self, session_id: str, generation: int) -> Path:
         """The conversation log of ``session_id`` at ``generation`` (a back door for tests)."""
-        name = name_for(session_id, str(generation), suffix=".jsonl")
-        return self._dir.log(f"{_MESSAGES}/{name}")
+        return self._dir.path / _MESSAGES / name_for(session_id, str(generation), suffix=".log")
 
-    def _read(self, session_id: str) -> _Record:
+    async def _run(self, operation: Callable[[], T]) -> T:
+        """Run ``operation`` holding the lock, with the cache made current first."""
+
+        def locked() -> T:
+            self._refresh()
+            return operation()
+
+        return await self._dir.run(locked)
+
+    def _refresh(self) -> None:
+        """Drop the cache if a session file or log was written (other than by an append)
+        since this object last looked: every such change writes a new change mark first."""
+        (mark,) = self._dir.change_marks((MARK_SESSION_STORE_FILES,))
+        if mark != self._mark:
+            self._cache.clear()
+            self._mark = mark
+
+    def _changing(self) -> None:
+        """Mark, before making it, a change other than an append (see _refresh)."""
+        self._cache.clear()
+        self._mark = None  # a failure from here on may leave a journal to roll forward
+        self._dir.new_change_mark(MARK_SESSION_STORE_FILES)
+
+    def _read(self, session_id: str) -> _Cached:
+        """The session file of ``session_id``, from the cache if it is there."""
+        entry = self._cache.get(session_id)
+        if entry is not None:
+            self._cache.move_to_end(session_id)
+            return entry
         data = read_file(self.session_path(session_id))
         if data is None:
             raise NotFound(f"no session {session_id!r}")
         record = _record_from(data)
         if record.session.id != session_id:
             raise StorageUnavailable(f"session file of {session_id!r} holds {record.session.id!r}")
-        return record
+        return self._remember(record)
 
-    def _conversation(self, record: _Record) -> tuple[Message, ...]:
-        messages = _messages_from(self.log(record.session.id, record.log).read().records)
-        if len(messages) != record.session.message_count:
+    def _remember(self, record: _Record) -> _Cached:
+        entry = self._cache.get(record.session.id)
+        if entry is None:
+            entry = _Cached(record, self.log_path(record.session.id, record.log))
+            self._cache[record.session.id] = entry
+            if len(self._cache) > _CACHED_SESSIONS:
+                self._cache.popitem(last=False)
+        return entry
+
+    def _tail(self, entry: _Cached, fd: int, size: int) -> _Tail:
+        """The end of the session's log (open as ``fd``, ``size`` bytes), checked against its
+        session file; from the cache when the log has not grown since it was read."""
+        if entry.tail is not None and entry.tail.end == size:
+            return entry.tail
+        entry.tail = None
+        last, end = _records.read_tail(fd, size, entry.log.name)
+        n, t = (0, 0) if last is None else _position(last)
+        record = entry.record
+        if n < record.count:
             raise StorageUnavailable(
-                f"the log of session {record.session.id!r} holds {len(messages)} messages, "
-                f"its session file counts {record.session.message_count}"
+                f"the log of session {record.session.id!r} holds {n} messages, its session "
+                f"file counts {record.count}"
             )
-        return messages
+        entry.tail = _Tail(end, n, t)
+        return entry.tail
 
-    def _all(self) -> Iterator[_Record]:
+    def _session(self, entry: _Cached) -> Session:
+        """The session as it is now: its session file and the last record of its log."""
+        record = entry.record
+        fd = _records.open_log(entry.log)
+        if fd is None:
+            tail = _Tail(0, 0, 0)
+            if record.count:
+                raise StorageUnavailable(f"the log of session {record.session.id!r} is missing")
+        else:
+            try:
+                tail = self._tail(entry, fd, os.fstat(fd).st_size)
+            finally:
+                os.close(fd)
+        updated_at = tail.t if tail.n > record.count else record.session.updated_at
+        # A copy: the cached session must not share dicts with the caller's (G-7).
+        return replace(copy.deepcopy(record.session), message_count=tail.n, updated_at=updated_at)
+
+    def _lines(self, entry: _Cached) -> list[JSONValue]:
+        """The JSON forms of the session's messages, in order, checked against its summaries."""
+        record, path = entry.record, entry.log
+        fd = _records.open_log(path)
+        if fd is None:
+            found: list[_records.Record] = []
+        else:
+            try:
+                found, _ = _records.read_forward(fd, 0, os.fstat(fd).st_size, path.name)
+            finally:
+                os.close(fd)
+        # Each record numbers itself; the last one must number them all.
+        if found and _position(found[-1])[0] != len(found):
+            raise StorageUnavailable(f"corrupt {path.name}: its last record is out of place")
+        if len(found) < record.count:
+            raise StorageUnavailable(
+                f"the log of session {record.session.id!r} holds {len(found)} messages, its "
+                f"session file counts {record.count}"
+            )
+        return [line.payload() for line in found]
+
+    def _conversation(self, entry: _Cached) -> tuple[Message, ...]:
+        return _messages_from(self._lines(entry))
+
+    def _all(self) -> Iterator[_Cached]:
         with os.scandir(self._dir.path / _SESSIONS) as entries:
             names = sorted(
                 entry.name
@@ -221,7 +364,7 @@ class JSONSessionStore:
         for name in names:
             data = read_file(self._dir.path / _SESSIONS / name)
             if data is not None:
-                yield _record_from(data)
+                yield self._remember(_record_from(data))
 
     def _new_id(self, transaction: Transaction, now: int) -> str:
         """Reserve the next id of today in ``transaction`` (SS-4): the counter only grows."""
@@ -250,24 +393,28 @@ class JSONSessionStore:
         """Create the session ``build(new id)`` with ``messages`` in one transaction."""
         transaction = self._dir.transaction()
         session = replace(build(self._new_id(transaction, now)), message_count=len(messages))
-        transaction.append(self.log(session.id, 0), messages)
-        self._put(transaction, _Record(session, 0))
+        if messages:
+            transaction.replace(self.log_path(session.id, 0), _log_bytes(messages, now))
+        self._put(transaction, _Record(session, 0, len(messages)))
+        self._changing()
         transaction.commit()
         return session
 
-    def _rewrite(self, record: _Record, messages: list[JSONValue], now: int) -> None:
+    def _rewrite(self, entry: _Cached, messages: list[JSONValue], now: int) -> None:
         """Give the session a new log holding ``messages`` and set updated_at, atomically."""
-        old = self.log(record.session.id, record.log)
-        new = self.log(record.session.id, record.log + 1)
+        record = entry.record
+        self._changing()
+        old = self.log_path(record.session.id, record.log)
+        new = self.log_path(record.session.id, record.log + 1)
         session = replace(record.session, updated_at=now, message_count=len(messages))
         # A new generation's log only appears in a committed transaction, so none can be
-        # there yet; one that is would be debris (unreferenced), and appending to it would
-        # keep its lines.
-        remove_file(new.path, sync=self._dir.sync)
+        # there yet; one that is would be debris (unreferenced).
+        remove_file(new, sync=self._dir.sync)
         transaction = self._dir.transaction()
-        transaction.append(new, messages)
-        self._put(transaction, _Record(session, record.log + 1))
-        transaction.remove(old.path)
+        if messages:
+            transaction.replace(new, _log_bytes(messages, now))
+        self._put(transaction, _Record(session, record.log + 1, len(messages)))
+        transaction.remove(old)
         transaction.commit()
 
     async def _update(self, session_id: str, fields: Mapping[str, Any]) -> None:
@@ -276,13 +423,13 @@ class JSONSessionStore:
         now = self._now()
 
         def update() -> None:
-            record = self._read(session_id)
-            session = rules.with_fields(record.session, fields, now)
-            transaction = self._dir.transaction()
-            self._put(transaction, _Record(session, record.log))
-            transaction.commit()
+            entry = self._read(session_id)
+            session = rules.with_fields(self._session(entry), fields, now)
+            updated = _Record(session, entry.record.log, session.message_count)
+            self._changing()
+            write_atomic(self.session_path(session_id), updated.to_bytes(), sync=self._dir.sync)
 
-        await self._dir.run(update)
+        await self._run(update)
 
     # --- sessions (SS-3 .. SS-7, SS-16) -------------------------------------------------------
 
@@ -300,7 +447,7 @@ class JSONSessionStore:
                 now,
             )
 
-        return await self._dir.run(create)
+        return await self._run(create)
 
     async def get_session(self, session_id: str, include_messages: bool = False) -> Session:
         """The session; the log is read only when messages are asked for (SS-5)."""
@@ -308,12 +455,13 @@ class JSONSessionStore:
         rules.check_include_messages(include_messages)
 
         def get() -> Session:
-            record = self._read(session_id)
+            entry = self._read(session_id)
+            session = self._session(entry)
             if not include_messages:
-                return record.session
-            return replace(record.session, conversation=self._conversation(record))
+                return session
+            return replace(session, conversation=self._conversation(entry))
 
-        return await self._dir.run(get)
+        return await self._run(get)
 
     async def list_sessions(self) -> list[Session]:
         """User and scheduled sessions, most recently updated first (SS-6)."""
@@ -328,54 +476,64 @@ class JSONSessionStore:
             return []
 
         def list_all() -> list[Session]:
-            chosen = [r.session for r in self._all() if r.session.session_type in types]
+            chosen = [
+                self._session(e) for e in self._all() if e.record.session.session_type in types
+            ]
             return sorted(chosen, key=lambda s: rules.list_order(s.id, s.updated_at))
 
-        return await self._dir.run(list_all)
+        return await self._run(list_all)
 
     async def delete_session(self, session_id: str) -> None:
         """Remove the session file and its log together (SS-7)."""
         rules.check_session_id(session_id)
 
         def delete() -> None:
-            record = self._read(session_id)
+            entry = self._read(session_id)
             transaction = self._dir.transaction()
             transaction.remove(self.session_path(session_id))
-            transaction.remove(self.log(session_id, record.log).path)
+            transaction.remove(entry.log)
+            self._changing()
             transaction.commit()
 
-        await self._dir.run(delete)
+        await self._run(delete)
 
     async def get_insights(self) -> SessionInsights:
         """Session count and token total over every session (SS-16)."""
-        return await self._dir.run(lambda: rules.insights(r.session for r in self._all()))
+        return await self._run(lambda: rules.insights(e.record.session for e in self._all()))
 
     # --- conversation (SS-8 .. SS-10) ---------------------------------------------------------
 
     async def add_message(self, session_id: str, message: Message) -> None:
-        """Append one line to the log and update the session file, together (SS-8)."""
+        """Append one record to the log: one write and one fsync (SS-8)."""
         rules.check_session_id(session_id)
-        line = _encoded(rules.check_conversation([message]))
+        # Encoded now: a copy, so later changes to the caller's message are not stored (G-7).
+        (checked,) = rules.check_conversation([message])
+        payload = encode_json(message_to_json(checked))
         now = self._now()
 
         def add() -> None:
-            record = self._read(session_id)
-            session = replace(
-                record.session, updated_at=now, message_count=record.session.message_count + 1
-            )
-            transaction = self._dir.transaction()
-            transaction.append(self.log(session_id, record.log), line)
-            self._put(transaction, _Record(session, record.log))
-            transaction.commit()
+            entry = self._read(session_id)
+            fd, created = _records.open_for_append(entry.log)
+            try:
+                size = os.fstat(fd).st_size
+                tail = self._tail(entry, fd, size)
+                data = _records.record_line({"n": tail.n + 1, "t": now}, payload)
+                entry.tail = None  # unknown until the append is whole
+                _records.append_at(fd, tail.end, size, data, sync=self._dir.sync)
+            finally:
+                os.close(fd)
+            if created and self._dir.sync:
+                fsync_directory(entry.log.parent)
+            entry.tail = _Tail(tail.end + len(data), tail.n + 1, now)
 
-        await self._dir.run(add)
+        await self._run(add)
 
     async def replace_conversation(self, session_id: str, conversation: Sequence[Message]) -> None:
         """Replace the conversation with a new log, atomically (SS-9)."""
         rules.check_session_id(session_id)
         lines = _encoded(rules.check_conversation(conversation))
         now = self._now()
-        await self._dir.run(lambda: self._rewrite(self._read(session_id), lines, now))
+        await self._run(lambda: self._rewrite(self._read(session_id), lines, now))
 
     async def truncate_conversation(self, session_id: str, timestamp: int) -> None:
         """Keep the messages created before ``timestamp`` or undated (SS-10)."""
@@ -384,15 +542,16 @@ class JSONSessionStore:
         now = self._now()
 
         def truncate() -> None:
-            record = self._read(session_id)
+            entry = self._read(session_id)
+            lines = self._lines(entry)
             kept = [
-                m
-                for m in self._conversation(record)
+                line
+                for line, m in zip(lines, _messages_from(lines), strict=True)
                 if m.created_at is None or m.created_at < timestamp
             ]
-            self._rewrite(record, [message_to_json(m) for m in kept], now)
+            self._rewrite(entry, kept, now)
 
-        await self._dir.run(truncate)
+        await self._run(truncate)
 
     # --- updates (SS-11 .. SS-13) -------------------------------------------------------------
 
@@ -441,10 +600,10 @@ class JSONSessionStore:
         rules.check_session_id(session_id)
 
         def export() -> str:
-            record = self._read(session_id)
-            return rules.export_document(record.session, self._conversation(record))
+            entry = self._read(session_id)
+            return rules.export_document(self._session(entry), self._conversation(entry))
 
-        return await self._dir.run(export)
+        return await self._run(export)
 
     async def import_session(self, document: str) -> Session:
         """Create a new session from an export document (SS-18)."""
@@ -457,7 +616,7 @@ class JSONSessionStore:
                 lambda new_id: rules.imported_session(template, new_id, now), lines, now
             )
 
-        return await self._dir.run(create)
+        return await self._run(create)
 
     async def copy_session(self, session_id: str, new_name: str) -> Session:
         """A new session with what SS-19 lists; the source is read and copied under one lock."""
@@ -466,15 +625,14 @@ class JSONSessionStore:
         now = self._now()
 
         def copy_it() -> Session:
-            record = self._read(session_id)
-            lines = self.log(session_id, record.log).read().records
-            if len(lines) != record.session.message_count:
-                raise StorageUnavailable(f"the log of session {session_id!r} is incomplete")
+            entry = self._read(session_id)
+            lines = self._lines(entry)
+            source = entry.record.session
             return self._create(
-                lambda new_id: rules.copied_session(record.session, new_id, name, now), lines, now
+                lambda new_id: rules.copied_session(source, new_id, name, now), lines, now
             )
 
-        return await self._dir.run(copy_it)
+        return await self._run(copy_it)
 
     # --- search (SS-20 .. SS-22) --------------------------------------------------------------
 
@@ -492,14 +650,14 @@ class JSONSessionStore:
             return []
 
         def candidates() -> Iterator[rules.Candidate]:
-            for record in self._all():
-                session = record.session
+            for entry in self._all():
+                session = entry.record.session
                 if session.id == request.exclude_session_id:
                     continue
-                for position, message in enumerate(self._conversation(record)):
+                for position, message in enumerate(self._conversation(entry)):
                     yield rules.Candidate(session.id, session.name, position, message)
 
-        return await self._dir.run(lambda: rules.select_matches(request, candidates()))
+        return await self._run(lambda: rules.select_matches(request, candidates()))
 
 
 def open_store(ctx: StoreContext) -> AbstractAsyncContextManager[JSONSessionStore]:
