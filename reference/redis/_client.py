@@ -3,7 +3,10 @@
 * :class:`ClientHandle` makes a ``redis.asyncio.Redis`` from a URL (with timeouts, so that no
   call hangs), or a ``redis.asyncio.cluster.RedisCluster`` from the URL of a cluster node
   (``cluster=True``), or adopts a caller's client (either kind) or connection pool, and closes
-  only what it made.
+  only what it made. A client made from a URL for one server has a lean pool and connections
+  (:class:`_QueuedPool`, :class:`_StoreConnection`), and scripts run straight on a pooled
+  connection: what redis-py adds to every call (locks, metrics hooks, a task per time-out)
+  cost more than a short script's work on the server.
 * :func:`translate_errors` turns engine failures (``redis.RedisError``, ``OSError``,
   ``asyncio`` time-outs) into :class:`~agentstores.spec.errors.StorageUnavailable`, with the
   cause chained (G-11).
@@ -46,14 +49,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
+import json
 import re
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import Any, ClassVar, TypeAlias
 
 import redis.asyncio as aioredis
 from redis._parsers import AsyncCommandsParser
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
@@ -76,10 +83,12 @@ __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_POOL_TIMEOUT",
     "DEFAULT_SOCKET_TIMEOUT",
+    "ENGINE_ERRORS",
     "ClientHandle",
     "KeySpace",
     "RedisClient",
     "Script",
+    "encode_json",
     "escape",
     "fence_key",
     "load_record",
@@ -110,23 +119,38 @@ else:
     # With maintenance notifications on (redis-py's "auto" default), the pool skips its check
     # that an idle connection was not closed by the server meanwhile, so the first call after
     # a server restart or idle timeout would fail. They only serve managed-cloud failovers;
-    # a pool made here keeps the check instead (G-21).
-    _STALE_CONNECTION_CHECK = {
-        "maint_notifications_config": MaintNotificationsConfig(enabled=False)
-    }
+    # a pool made here keeps the check instead (G-21). The asyncio connections of redis-py
+    # 7.0 have no such notifications yet (nor the argument), so their pool always checks.
+    _STALE_CONNECTION_CHECK = (
+        {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
+        if "maint_notifications_config" in inspect.signature(AbstractConnection.__init__).parameters
+        else {}
+    )
 
 _KIND = re.compile(r"^[A-Za-z0-9_.-]+$")
+#: Kinds that passed the check (kinds are a few fixed words; the check runs once per kind).
+_KINDS_SEEN: set[str] = set()
 _ESCAPES = str.maketrans({"%": "%25", ":": "%3A", "{": "%7B", "}": "%7D"})
 
 
 def escape(component: str) -> str:
     """``component`` with ``%``, ``:``, ``{`` and ``}`` percent-encoded (injective)."""
-    return component.translate(_ESCAPES)
+    # Most ids have none of the four; str.translate with a table is slow per character.
+    if "%" in component or ":" in component or "{" in component or "}" in component:
+        return component.translate(_ESCAPES)
+    return component
 
 
 def text(value: bytes | str) -> str:
     """A reply as ``str``, whether the client decodes responses or not."""
     return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+#: :func:`agentstores.spec.values.dump_json` with its encoder made once: the same text, without
+#: building an encoder per call (which costs as much as encoding a small value).
+encode_json: Callable[[JSONValue], str] = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":")
+).encode
 
 
 def load_record(raw: bytes | str, *, what: str) -> JSONValue:
@@ -137,22 +161,43 @@ def load_record(raw: bytes | str, *, what: str) -> JSONValue:
         raise StorageUnavailable(f"stored {what} is not valid JSON") from exc
 
 
-@asynccontextmanager
-async def translate_errors(what: str) -> AsyncIterator[None]:
+#: What an engine failure looks like from redis-py. asyncio.TimeoutError is TimeoutError, an
+#: OSError, on 3.11; named for clarity. RedisClusterException is no RedisError: the cluster
+#: client raises it for keys of several slots in one command (a layout bug) and when it cannot
+#: reach the cluster.
+ENGINE_ERRORS = (TimeoutError, RedisError, RedisClusterException, OSError)
+
+
+class _ErrorTranslation:
+    """The context manager of :func:`translate_errors` (a class: it runs on every call, and a
+    generator-based one costs several times as much)."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        if exc is None or isinstance(exc, StoreError) or not isinstance(exc, ENGINE_ERRORS):
+            return False
+        raise StorageUnavailable(f"redis: {self.what} failed: {exc}") from exc
+
+
+def translate_errors(what: str) -> AbstractAsyncContextManager[None]:
     """Run the body, re-raising engine failures as StorageUnavailable (G-11).
 
     ``what`` names the operation for the message. Errors of the store's own contract
     (:class:`StoreError`) and cancellation pass through untouched.
     """
-    try:
-        yield
-    except StoreError:
-        raise
-    except (TimeoutError, RedisError, RedisClusterException, OSError) as exc:
-        # asyncio.TimeoutError is TimeoutError, an OSError, on 3.11; named for clarity.
-        # RedisClusterException is no RedisError: the cluster client raises it for keys of
-        # several slots in one command (a layout bug) and when it cannot reach the cluster.
-        raise StorageUnavailable(f"redis: {what} failed: {exc}") from exc
+    return _ErrorTranslation(what)
 
 
 class _SharedCommandTable(AsyncCommandsParser):
@@ -248,6 +293,149 @@ class _BoundedCluster(RedisCluster):
             self._pipelines.release()
 
 
+class _StoreConnection(AbstractConnection):
+    """How the connections of a client made from a URL send and wait, mixed into the
+    connection class the URL chose (see :func:`_store_connection_class`).
+
+    * Time-outs: redis-py bounds a send with ``asyncio.wait_for``, which on Python 3.11 starts
+      a task for every command (a tenth of a short command's round trip). So the connection
+      is made without a socket time-out and each reply, and each send that could wait, is
+      bounded by ``asyncio.timeout`` instead (connecting keeps its own
+      ``socket_connect_timeout``). A time-out closes the connection (redis-py closes it on
+      any interruption) and raises TimeoutError: the outcome of the command is unknown.
+    * Packing: redis-py joins its output buffer again for every argument; a command of a few
+      kilobytes of ``str``, ``bytes`` and ``int`` (every script call of the stores) is joined
+      once.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._reply_timeout: float | None = kwargs.get("socket_timeout")
+        if kwargs.get("socket_connect_timeout") is None:
+            kwargs["socket_connect_timeout"] = self._reply_timeout  # redis-py's fallback
+        kwargs["socket_timeout"] = None
+        super().__init__(*args, **kwargs)
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        encoding, errors = self.encoder.encoding, self.encoder.encoding_errors
+        pieces = []
+        size = 0
+        for arg in args:
+            kind = type(arg)
+            if kind is str:
+                data = arg.encode(encoding, errors)
+            elif kind is bytes:
+                data = arg
+            elif kind is int:  # not bool, which redis-py refuses
+                data = b"%d" % arg
+            else:  # floats, memoryviews...: redis-py's rules
+                return list(super().pack_command(*args))
+            size += len(data)
+            pieces.append(b"$%d\r\n%b\r\n" % (len(data), data))
+        # A first argument of several words ("CONFIG GET": its piece splits into more than
+        # the length and one word), or values big enough that redis-py sends them without
+        # copying: redis-py's way.
+        if size > _PACK_AT_ONCE or not args or len(pieces[0].split()) != 2:
+            return list(super().pack_command(*args))
+        return [b"*%d\r\n%b" % (len(args), b"".join(pieces))]
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if self._cannot_block(command):
+            await super().send_packed_command(command, check_health)
+            return
+        async with asyncio.timeout(self._reply_timeout):
+            await super().send_packed_command(command, check_health)
+
+    def _cannot_block(self, command: Any) -> bool:
+        """Whether sending ``command`` returns without waiting, so needs no time-out: the
+        transport takes any write, and the send waits only while its buffer is above the high
+        water mark (until it drains to the low one). A buffer at most at the low mark after
+        this command was below it before, so the writer is not paused, and stays at most at
+        the high mark, so it will not pause."""
+        writer = getattr(self, "_writer", None)  # redis-py's stream, while connected
+        if writer is None:
+            return False
+        transport = writer.transport
+        if isinstance(command, bytes):
+            size = len(command)
+        elif isinstance(command, list) and all(isinstance(p, bytes) for p in command):
+            size = sum(len(piece) for piece in command)
+        else:
+            return False
+        low, _ = transport.get_write_buffer_limits()
+        return bool(transport.get_write_buffer_size() + size <= low)
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        # An explicit timeout (redis-py's pub/sub polls) keeps redis-py's meaning.
+        if kwargs.get("timeout", args[1] if len(args) > 1 else None) is not None:
+            return await super().read_response(*args, **kwargs)
+        async with asyncio.timeout(self._reply_timeout):
+            return await super().read_response(*args, **kwargs)
+
+
+#: Commands up to this many bytes of arguments are packed in one piece.
+_PACK_AT_ONCE = 64 * 1024
+_STORE_CONNECTIONS: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+
+
+def _store_connection_class(base: type[AbstractConnection]) -> type[AbstractConnection]:
+    """``base`` with :class:`_StoreConnection` mixed in (one class per base)."""
+    made = _STORE_CONNECTIONS.get(base)
+    if made is None:
+        made = type("Store" + base.__name__, (_StoreConnection, base), {})
+        _STORE_CONNECTIONS[base] = made
+    return made
+
+
+class _QueuedPool(aioredis.ConnectionPool):
+    """A connection pool in which a task that finds every connection in use waits up to
+    ``pool_timeout`` seconds for one (then TimeoutError), as in redis-py's
+    ``BlockingConnectionPool``, and in which taking and returning a connection is cheap.
+
+    redis-py's pools take a lock, a condition and a time-out, and report to its metrics hooks,
+    on every call: together a fifth of a short command's round trip. Here a semaphore counts
+    the free connections; taking one pops it from the idle list and makes sure it is connected
+    and clean (redis-py's ``ensure_connection``, which replaces one the server closed);
+    returning one puts it back (a connection that broke was closed by redis-py and reconnects
+    when next taken). Every step between two awaits runs whole, so no lock is needed.
+    """
+
+    def __init__(self, *args: Any, pool_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._free = asyncio.Semaphore(self.max_connections)
+        self._pool_timeout = pool_timeout
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        if self._free.locked():
+            async with asyncio.timeout(self._pool_timeout):
+                await self._free.acquire()
+        else:
+            await self._free.acquire()
+        try:
+            # At most max_connections are in use (the semaphore), so this never refuses.
+            connection: AbstractConnection = self.get_available_connection()  # type: ignore[no-untyped-call]
+        except BaseException:
+            self._free.release()
+            raise
+        try:
+            await self.ensure_connection(connection)
+        except BaseException:
+            await self.release(connection)
+            raise
+        return connection
+
+    async def release(self, connection: AbstractConnection) -> None:
+        if connection not in self._in_use_connections:
+            return  # not ours, or returned twice
+        self._in_use_connections.remove(connection)
+        should_reconnect = getattr(connection, "should_reconnect", None)
+        try:
+            if should_reconnect is not None and should_reconnect():
+                await connection.disconnect()
+        finally:
+            self._available_connections.append(connection)
+            self._free.release()
+
+
 class ClientHandle:
     """The ``redis.asyncio`` client of one store, and whether the store must close it.
 
@@ -316,12 +504,12 @@ class ClientHandle:
         else:
             assert url is not None
             try:
-                # A blocking pool makes a burst of tasks queue for a connection instead of
+                # A queued pool makes a burst of tasks wait for a connection instead of
                 # failing with "Too many connections" (G-18).
-                pool = aioredis.BlockingConnectionPool.from_url(
+                pool = _QueuedPool.from_url(
                     url,
                     max_connections=max_connections,
-                    timeout=pool_timeout,
+                    pool_timeout=pool_timeout,
                     socket_connect_timeout=socket_connect_timeout,
                     socket_timeout=socket_timeout,
                     retry=Retry(NoBackoff(), 0),
@@ -329,6 +517,8 @@ class ClientHandle:
                 )
             except ValueError as exc:  # a malformed URL
                 raise InvalidArgument(f"bad Redis URL: {exc}") from exc
+            # The URL's scheme chose the class (TCP, TLS, Unix socket); time it our way.
+            pool.connection_class = _store_connection_class(pool.connection_class)
             self._client = aioredis.Redis.from_pool(pool)
         self._closed = False
 
@@ -385,8 +575,10 @@ class KeySpace:
             tag: None for the store-wide slot, or the components (e.g. ``(session_id,)``)
                 whose slot groups this key with the other keys of that entity.
         """
-        if not _KIND.match(kind):
-            raise ValueError(f"key kind {kind!r} must be a plain word")
+        if kind not in _KINDS_SEEN:
+            if not _KIND.match(kind):
+                raise ValueError(f"key kind {kind!r} must be a plain word")
+            _KINDS_SEEN.add(kind)
         if tag is None:
             tag_text = self._store_tag
         else:
@@ -423,7 +615,7 @@ class Script:
     the source, ``TRYAGAIN`` from the target), so a script runs only while its slot is
     stable, and runs whole. During a migration the client retries for a moment, then the call
     raises StorageUnavailable; single-key reads are redirected and keep working. On one server
-    the extra key costs one lookup of a missing key.
+    (a ``Redis`` client) no slot ever moves, and no fence is declared.
     """
 
     def __init__(self, source: str) -> None:
@@ -431,7 +623,9 @@ class Script:
         self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
 
     @staticmethod
-    def _fenced(keys: Sequence[str]) -> list[str]:
+    def _fenced(client: RedisClient, keys: Sequence[str]) -> Sequence[str]:
+        if not isinstance(client, RedisCluster):
+            return keys
         fence = fence_key(keys[0]) if keys else None
         return [*keys] if fence is None else [*keys, fence]
 
@@ -439,11 +633,11 @@ class Script:
         self, client: RedisClient, keys: Sequence[str], args: Sequence[str | int | bytes]
     ) -> Any:
         """Run the script and return its raw reply (engine errors are the caller's to wrap)."""
-        fenced = self._fenced(keys)
+        fenced = self._fenced(client, keys)
         try:
-            return await client.evalsha(self.sha, len(fenced), *fenced, *args)
+            return await _run(client, "EVALSHA", self.sha, len(fenced), *fenced, *args)
         except NoScriptError:
-            return await client.eval(self.source, len(fenced), *fenced, *args)
+            return await _run(client, "EVAL", self.source, len(fenced), *fenced, *args)
 
     async def many(
         self,
@@ -459,7 +653,7 @@ class Script:
         """
         if not calls:
             return []
-        fenced = [(self._fenced(keys), args) for keys, args in calls]
+        fenced = [(self._fenced(client, keys), args) for keys, args in calls]
         replies = await _pipeline(client, [(self.sha, keys, args) for keys, args in fenced])
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
@@ -472,6 +666,27 @@ class Script:
             if isinstance(reply, Exception):
                 raise reply
         return replies
+
+
+async def _run(client: RedisClient, *command: str | int | bytes) -> Any:
+    """``client.execute_command(*command)``; on a client made here from a URL (one server),
+    straight on a pooled connection. redis-py's execute_command adds a retry wrapper and its
+    metrics hooks to every call, a tenth of a short script's round trip, and our clients have
+    no retries. Errors are the same: redis-py's connection closes itself on a lost or timed
+    out command, and a reply that is an error raises it."""
+    if (
+        not isinstance(client, aioredis.Redis)
+        or not isinstance(client.connection_pool, _QueuedPool)
+        or client.connection is not None  # a single-connection client
+    ):
+        return await client.execute_command(*command)
+    pool = client.connection_pool
+    connection = await pool.get_connection()
+    try:
+        await connection.send_packed_command(connection.pack_command(*command))
+        return await connection.read_response()
+    finally:
+        await pool.release(connection)
 
 
 async def _pipeline(

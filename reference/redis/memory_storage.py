@@ -37,6 +37,7 @@ user's slot, and no operation spans users, so nothing is read across slots.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
@@ -53,7 +54,7 @@ from agentstores.spec.memory_storage import (
     SessionSummary,
     UserMemory,
 )
-from agentstores.spec.messages import Message, message_from_json, message_to_json
+from agentstores.spec.messages import Message, message_to_json
 from agentstores.spec.values import Clock, check_id, dump_json, load_json, system_clock
 
 from .. import memory_storage_rules as rules
@@ -67,10 +68,12 @@ from ._client import (
     KeySpace,
     RedisClient,
     Script,
+    encode_json,
     load_record,
     text,
     translate_errors,
 )
+from ._records import assemble
 
 __all__ = ["SCHEMA_VERSION", "RedisMemoryStorage", "open_cluster_store", "open_store"]
 
@@ -78,6 +81,8 @@ __all__ = ["SCHEMA_VERSION", "RedisMemoryStorage", "open_cluster_store", "open_s
 SCHEMA_VERSION = 1
 #: How often a store re-runs a script whose precondition another client changed meanwhile.
 _RETRIES = 100
+#: How many conversations' key lists a store remembers (a few hundred kilobytes at most).
+_RECENT_KEYS = 1024
 
 # Lua keeps at most a few thousand values on its stack: big id lists go in chunks.
 _CHUNKED = """
@@ -235,6 +240,25 @@ return redis.call('GET', KEYS[1])
 )
 
 
+def _new_message_id() -> str:
+    """A fresh message id: 32 hex digits, as ``rules.new_message_id`` gives (MS-17), without
+    building a UUID."""
+    return os.urandom(16).hex()
+
+
+def _copied_message(obj: Any) -> Message:
+    """The message of a record this store just encoded from a checked message, parsed back:
+    ``message_from_json`` without checking it again."""
+    return assemble(
+        Message,
+        role=obj["role"],
+        content=tuple(obj["content"]),
+        created_at=obj["created_at"],
+        id=obj["id"],
+        metadata=obj["metadata"],
+    )
+
+
 def _memory(raw: bytes | str) -> UserMemory:
     return rules.memory_from_json(load_record(raw, what="memory"))
 
@@ -285,6 +309,7 @@ class RedisMemoryStorage:
         )
         self._clock = clock
         self._embedder = embedder
+        self._recent_keys: dict[tuple[str, str], list[str]] = {}
 
     # --- keys --------------------------------------------------------------------------------
 
@@ -300,6 +325,18 @@ class RedisMemoryStorage:
 
     def _sessions_key(self, user_id: str) -> str:
         return self._keys.key("ms.sessions", tag=(user_id,))
+
+    def _message_keys(self, session_id: str, user_id: str) -> list[str]:
+        """The conversation's keys and the user's session set: the keys of ``save_message``,
+        remembered for the conversations used lately (an agent saves to a few, often)."""
+        cache_key = (session_id, user_id)
+        keys = self._recent_keys.get(cache_key)
+        if keys is None:
+            if len(self._recent_keys) >= _RECENT_KEYS:
+                self._recent_keys.clear()
+            keys = [*self._conversation_keys(session_id, user_id), self._sessions_key(user_id)]
+            self._recent_keys[cache_key] = keys
+        return keys
 
     def _conversation_keys(self, session_id: str, user_id: str) -> list[str]:
         """The order list, data hash and time set of the conversation of (session, user)."""
@@ -506,19 +543,29 @@ class RedisMemoryStorage:
     ) -> ConversationMessage:
         """Append the message: one script of O(1) commands (MS-17, MS-18)."""
         checked = rules.check_message_args(session_id, user_id, message)
-        stored_message = message_from_json(load_json(dump_json(message_to_json(checked))))
-        record = ConversationMessage(
-            rules.new_message_id(), session_id, user_id, stored_message, self._clock()
+        message_id, now = _new_message_id(), self._clock()
+        # The stored record is encoded once, before anything is awaited (G-7); the message
+        # returned is rebuilt from that text, so it shares nothing with the caller's.
+        body = encode_json(
+            {
+                "id": message_id,
+                "session_id": session_id,
+                "user_id": user_id,
+                "created_at": now,
+                "message": message_to_json(checked),
+            }
         )
-        keys = [*self._conversation_keys(session_id, user_id), self._sessions_key(user_id)]
-        args = [
-            record.id,
-            dump_json(rules.conversation_message_to_json(record)),
-            record.created_at,
-            session_id,
-        ]
+        args = [message_id, body, now, session_id]
+        keys = self._message_keys(session_id, user_id)
         await self._script(_SAVE_MESSAGE, "save_message", keys, args)
-        return record
+        return assemble(
+            ConversationMessage,
+            id=message_id,
+            session_id=session_id,
+            user_id=user_id,
+            message=_copied_message(load_json(body)["message"]),
+            created_at=now,
+        )
 
     async def get_messages(
         self, session_id: str, user_id: str, limit: int = 0

@@ -5,12 +5,13 @@ Keys (layout and escaping in :mod:`agentstores.reference.redis._client`; ``A`` a
 user, ``S`` a session id); every key of an app carries the hash tag of ``A``::
 
     sv.session:U:S   hash   agent_id (JSON), metadata (JSON), created_at, last_update_time,
-                            version, appended (events ever appended), member (its sv.index entry)
+                            version, member (its sv.index entry)
     sv.sstate:U:S    hash   the session's own state: key -> JSON value
     sv.ustate:U      hash   the pair's user: state: key -> JSON value
     sv.astate        hash   the app's app: state: key -> JSON value
     sv.index:U       zset   the pair's sessions: hex16(2**63-1 - last_update_time) + S
-    sv.order:U:S     zset   the session's events: hex16(timestamp) + hex16(seq)
+    sv.order:U:S     zset   the session's events: hex16(timestamp) + hex16(the session's
+                            version after the append: it grows with every append)
     sv.events:U:S    hash   sv.order member -> the event as JSON (event_to_json)
     sv.ids:U:S       hash   event id -> sv.order member (duplicate ids, SV-13)
 
@@ -20,6 +21,13 @@ code-point order. So ``sv.index:U`` is SV-6's order and ``sv.order:U:S`` is SV-1
 ``n`` events are ``ZRANGE -n -1`` and a time range is a ``BYLEX`` range, each O(log N + n).
 An append is a few O(log N) commands, whatever the session's length. State values are opaque
 JSON strings to Lua (its cjson would round big integers and ``-0.0``); only Python parses them.
+(Sessions written before the version keyed events kept an ``appended`` counter for it; every
+version is at least that count, so their old and new events stay in append order.)
+
+Cost of a write: the caller's event is checked and encoded once (:mod:`._events`); the script
+reads the session's fields in one ``HMGET``, claims the event id with ``HSETNX``, writes, and
+returns only what the caller cannot know (agent id, metadata, creation time, and the state
+scopes for SV-10's merged view), not the version and time it stamped.
 
 Atomicity and concurrency: each write is one Lua script that checks and writes in isolation.
 ``append_event`` and ``update_state`` compare the stored ``version`` with the caller's inside
@@ -44,6 +52,7 @@ another slot, and SV-14 would not hold across a failure between the two.
 from __future__ import annotations
 
 import builtins
+import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
@@ -67,9 +76,10 @@ from agentstores.spec.session_service import (
     check_state_delta,
     split_state_delta,
 )
-from agentstores.spec.values import Clock, JSONObject, dump_json, system_clock
+from agentstores.spec.values import Clock, JSONObject, load_json, system_clock
 
 from .. import session_service_rules as rules
+from . import _events
 from . import cluster as _cluster
 from ._client import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -80,10 +90,12 @@ from ._client import (
     KeySpace,
     RedisClient,
     Script,
+    encode_json,
     load_record,
     text,
     translate_errors,
 )
+from ._records import assemble
 
 __all__ = ["RedisSessionService", "open_cluster_store", "open_store"]
 
@@ -92,6 +104,8 @@ _MAX_TIME = 2**63 - 1
 _MAX_RANK = 2**62
 #: How often list and search re-read when writes keep changing the index under them.
 _READ_ATTEMPTS = 100
+#: How many sessions' key lists a store remembers (a few hundred kilobytes at most).
+_RECENT_KEYS = 1024
 
 
 def _hex(value: int) -> str:
@@ -103,98 +117,119 @@ def _hex(value: int) -> str:
 # Session scripts share KEYS[1..8] (see _session_keys): 1 sv.session, 2 sv.sstate, 3 sv.ustate,
 # 4 sv.astate, 5 sv.index, 6 sv.events, 7 sv.order, 8 sv.ids.
 
-_LIB = """
--- Set n field/value pairs of ARGV, from index i, in hash key; return the next index.
-local function put_pairs(key, i, n)
-  for _ = 1, n do
-    redis.call('HSET', key, ARGV[i], ARGV[i + 1])
-    i = i + 2
+# The write scripts are straight-line code put together from these pieces (Lua functions
+# would be made afresh on every call: a closure each, which costs more than a command).
+# ``@`` in a piece stands for the index in ARGV where its arguments start.
+
+# Apply the three scoped parts of a delta, if the call has one (most appends do not): counts
+# at ARGV[@], ARGV[@+1], ARGV[@+2], then the field/value pairs of the session's, the user's
+# and the app's scope. One HSET per 500 pairs (unpack has a stack limit).
+_PUT_DELTA = """
+if #ARGV >= @ then
+  local at = @ + 3
+  for scope = 0, 2 do
+    local last = at + 2 * tonumber(ARGV[@ + scope]) - 1
+    for j = at, last, 1000 do
+      redis.call('HSET', KEYS[2 + scope], unpack(ARGV, j, math.min(j + 999, last)))
+    end
+    at = last + 1
   end
-  return i
-end
-
--- Apply the three scoped parts of a delta: counts at ARGV[c], ARGV[c+1], ARGV[c+2].
-local function put_delta(c)
-  local i = put_pairs(KEYS[2], c + 3, tonumber(ARGV[c]))
-  i = put_pairs(KEYS[3], i, tonumber(ARGV[c + 1]))
-  put_pairs(KEYS[4], i, tonumber(ARGV[c + 2]))
-end
-
--- Move the session to a new place in the pair's index and stamp the time.
-local function touch(now, member)
-  local old = redis.call('HGET', KEYS[1], 'member')
-  if old then redis.call('ZREM', KEYS[5], old) end
-  redis.call('ZADD', KEYS[5], 0, member)
-  redis.call('HSET', KEYS[1], 'last_update_time', now, 'member', member)
-end
-
-local function view()
-  return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]),
-          redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4])}
-end
-
--- SV-15: nil if the session may be written from version v, else the refusal.
-local function refuse(v)
-  local stored = redis.call('HGET', KEYS[1], 'version')
-  if not stored then return {'missing'} end
-  if stored ~= v then return {'conflict', stored} end
-  return nil
 end
 """
 
-# ARGV: 1 now, 2 index member, 3 agent JSON, 4 metadata JSON, 5..7 delta counts, 8.. pairs.
+# SV-15, checked before anything is written (so that a refused or failing write writes
+# nothing): the session's fields, if it may be written from version ARGV[1].
+_FRESH = """
+local s = redis.call('HMGET', KEYS[1], 'version', 'member', 'agent_id', 'metadata',
+                     'created_at')
+if not s[1] then return {'missing'} end
+if s[1] ~= ARGV[1] then return {'conflict', s[1]} end
+if not (s[3] and s[4] and s[5]) then return {'corrupt'} end
+"""
+
+# Move the session in the pair's index from its old place (if any) to ARGV[@].
+_MOVE = """
+if s[2] then redis.call('ZREM', KEYS[5], s[2]) end
+redis.call('ZADD', KEYS[5], 0, ARGV[@])
+"""
+
+# What a write returns: one JSON text (one reply for the client to parse, where an array of
+# hashes costs a parse per element): the array of agent id, metadata and created_at (s[3..5])
+# and the three state scopes, each an object of the stored JSON values, copied, never parsed
+# (cjson would round big integers; it only quotes the fields). The caller knows the version
+# and time it wrote.
+_WRITTEN = """
+local out = {'[', s[3], ',', s[4], ',', s[5]}
+for scope = 2, 4 do
+  local flat = redis.call('HGETALL', KEYS[scope])
+  out[#out + 1] = ',{'
+  for i = 1, #flat, 2 do
+    if i > 1 then out[#out + 1] = ',' end
+    out[#out + 1] = cjson.encode(flat[i]) .. ':' .. flat[i + 1]
+  end
+  out[#out + 1] = '}'
+end
+out[#out + 1] = ']'
+return table.concat(out)
+"""
+
+
+def _lua(*pieces: str, at: int = 0) -> str:
+    """A script from pieces, ``@`` replaced by ``at``."""
+    return "".join(pieces).replace("@", str(at))
+
+
+# ARGV: 1 now, 2 index member, 3 agent JSON, 4 metadata JSON, then the delta if any: 5..7
+# counts, 8.. pairs.
 _CREATE = Script(
-    _LIB
-    + """
+    """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
 redis.call('HSET', KEYS[1], 'agent_id', ARGV[3], 'metadata', ARGV[4], 'created_at', ARGV[1],
-           'version', '0', 'appended', '0')
-touch(ARGV[1], ARGV[2])
-put_delta(5)
-return {'ok', view()}
+           'last_update_time', ARGV[1], 'version', '0', 'member', ARGV[2])
+redis.call('ZADD', KEYS[5], 0, ARGV[2])
+local s = {false, false, ARGV[3], ARGV[4], ARGV[1]}
 """
+    + _lua(_PUT_DELTA, at=5)
+    + _WRITTEN
 )
 
-# ARGV: 1 version, 2 event id, 3 hex16(timestamp), 4 event JSON, 5 now, 6 index member,
-# 7..9 delta counts, 10.. pairs. Checks come first: a refused append writes nothing.
+# ARGV: 1 version read, 2 version after, 3 event id, 4 order member, 5 event JSON, 6 now,
+# 7 index member, then the delta if any: 8..10 counts, 11.. pairs. Checks come first: a
+# refused append writes nothing (HSETNX both checks the id and claims it).
 _APPEND = Script(
-    _LIB
+    _FRESH
     + """
-local refused = refuse(ARGV[1])
-if refused then return refused end
-if redis.call('HEXISTS', KEYS[8], ARGV[2]) == 1 then return {'duplicate'} end
-local seq = redis.call('HINCRBY', KEYS[1], 'appended', 1) - 1
-local member = ARGV[3] .. string.format('%016x', seq)
-redis.call('ZADD', KEYS[7], 0, member)
-redis.call('HSET', KEYS[6], member, ARGV[4])
-redis.call('HSET', KEYS[8], ARGV[2], member)
-redis.call('HINCRBY', KEYS[1], 'version', 1)
-touch(ARGV[5], ARGV[6])
-put_delta(7)
-return {'ok', view()}
+if redis.call('HSETNX', KEYS[8], ARGV[3], ARGV[4]) == 0 then return {'duplicate'} end
+redis.call('ZADD', KEYS[7], 0, ARGV[4])
+redis.call('HSET', KEYS[6], ARGV[4], ARGV[5])
+redis.call('HSET', KEYS[1], 'version', ARGV[2], 'last_update_time', ARGV[6], 'member', ARGV[7])
 """
+    + _lua(_MOVE, at=7)
+    + _lua(_PUT_DELTA, at=8)
+    + _WRITTEN
 )
 
-# ARGV: 1 version, 2 now, 3 index member, 4..6 delta counts, 7.. pairs.
+# ARGV: 1 version read, 2 version after, 3 now, 4 index member, then the delta if any: 5..7
+# counts, 8.. pairs.
 _UPDATE_STATE = Script(
-    _LIB
+    _FRESH
     + """
-local refused = refuse(ARGV[1])
-if refused then return refused end
-redis.call('HINCRBY', KEYS[1], 'version', 1)
-touch(ARGV[2], ARGV[3])
-put_delta(4)
-return {'ok', view()}
+redis.call('HSET', KEYS[1], 'version', ARGV[2], 'last_update_time', ARGV[3], 'member', ARGV[4])
 """
+    + _lua(_MOVE, at=4)
+    + _lua(_PUT_DELTA, at=5)
+    + _WRITTEN
 )
 
 # ARGV: 1 metadata JSON, 2 now, 3 index member. 0 if the session is missing.
 _UPDATE = Script(
-    _LIB
+    """
+local s = redis.call('HMGET', KEYS[1], 'version', 'member')
+if not s[1] then return 0 end
+redis.call('HSET', KEYS[1], 'metadata', ARGV[1], 'last_update_time', ARGV[2], 'member', ARGV[3])
+"""
+    + _lua(_MOVE, at=3)
     + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'metadata', ARGV[1])
-touch(ARGV[2], ARGV[3])
 return 1
 """
 )
@@ -213,9 +248,9 @@ return 1
 # ARGV: 1 mode: 'all', 'last' (2 n) or 'range' (2 min, 3 max: BYLEX bounds).
 # Returns false if the session is missing, else {view, {event JSON...}} in SV-16's order.
 _READ = Script(
-    _LIB
-    + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+    """
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then return false end
 local members
 if ARGV[1] == 'all' then
   members = redis.call('ZRANGE', KEYS[7], 0, -1)
@@ -227,8 +262,12 @@ else
   members = redis.call('ZRANGE', KEYS[7], ARGV[2], ARGV[3], 'BYLEX')
 end
 local bodies = {}
-for i, member in ipairs(members) do bodies[i] = redis.call('HGET', KEYS[6], member) end
-return {view(), bodies}
+for i = 1, #members, 500 do
+  local part = redis.call('HMGET', KEYS[6], unpack(members, i, math.min(i + 499, #members)))
+  for j = 1, #part do bodies[#bodies + 1] = part[j] end
+end
+return {{fields, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
+         redis.call('HGETALL', KEYS[4])}, bodies}
 """
 )
 
@@ -284,6 +323,11 @@ def _json_hash(flat: Sequence[Any], what: str) -> JSONObject:
     return {key: load_record(value, what=what) for key, value in _hash(flat).items()}
 
 
+def _status(reply: Any) -> str | None:
+    """None for a write script's JSON text (it went through), else its refusal's word."""
+    return None if isinstance(reply, bytes | str) else text(reply[0])
+
+
 def _event(raw: Any) -> Event:
     try:
         return rules.event_from_json(load_record(raw, what="event"))
@@ -292,13 +336,28 @@ def _event(raw: Any) -> Event:
 
 
 def _delta_args(parts: ScopedDelta) -> list[str]:
-    """The three counts and the field/value pairs of a delta's stored scopes, as ARGV."""
+    """The three counts and the field/value pairs of a delta's stored scopes, as ARGV (encoded
+    now, so that later changes to the caller's values do not reach the store, G-7); none for
+    a delta that stores nothing."""
     scopes = (parts.session, parts.user, parts.app)
+    if not any(scopes):
+        return []
     args = [str(len(scope)) for scope in scopes]
     for scope in scopes:
         for key, value in scope.items():
-            args += [key, dump_json(value)]
+            args += [key, encode_json(value)]
     return args
+
+
+def _new_id() -> str:
+    """A fresh event id: 32 hex digits, as ``rules.new_id`` gives (in the id domain,
+    practically unique), without building a UUID."""
+    return os.urandom(16).hex()
+
+
+def _temp_copy(parts: ScopedDelta) -> JSONObject:
+    """The ``temp:`` keys of a delta, in objects of the store's own (SV-9, G-7)."""
+    return rules.copy_json(parts.temp) if parts.temp else {}
 
 
 class RedisSessionService:
@@ -345,6 +404,7 @@ class RedisSessionService:
             pool_timeout=pool_timeout,
         )
         self._clock = clock
+        self._recent_keys: dict[tuple[str, str, str], list[str]] = {}
 
     # --- keys and replies ------------------------------------------------------------------
 
@@ -352,7 +412,17 @@ class RedisSessionService:
         return self._keys.key(kind, *parts, tag=(app,))
 
     def _session_keys(self, app: str, user: str, session_id: str) -> list[str]:
-        """KEYS[1..8] of the session scripts."""
+        """KEYS[1..8] of the session scripts (remembered for the sessions used lately: an agent
+        appends to the same few sessions over and over)."""
+        cache_key = (app, user, session_id)
+        keys = self._recent_keys.get(cache_key)
+        if keys is None:
+            if len(self._recent_keys) >= _RECENT_KEYS:
+                self._recent_keys.clear()
+            keys = self._recent_keys[cache_key] = self._build_session_keys(*cache_key)
+        return keys
+
+    def _build_session_keys(self, app: str, user: str, session_id: str) -> list[str]:
         return [
             self._key("sv.session", app, user, session_id),
             self._key("sv.sstate", app, user, session_id),
@@ -395,26 +465,58 @@ class RedisSessionService:
             raise StorageUnavailable(f"corrupt session {session_id!r} in Redis: {exc}") from exc
 
     def _view(
-        self,
-        key: tuple[str, str, str],
-        reply: Sequence[Any],
-        events: tuple[Event, ...],
-        temp: Mapping[str, Any] | None = None,
+        self, key: tuple[str, str, str], reply: Sequence[Any], events: tuple[Event, ...]
     ) -> Session:
-        """A session from a script's ``view()`` reply (SV-10), plus this call's temp: keys."""
+        """A session from a read script's reply: its hash and its three state scopes (SV-10)."""
         fields, own, user_state, app_state = reply
         state = {
             **_json_hash(app_state, "app state"),
             **_json_hash(user_state, "user state"),
             **_json_hash(own, "session state"),
-            **(temp or {}),
         }
         return self._session(*key, _hash(fields), state, events)
 
     @staticmethod
-    def _refusal(reply: Sequence[Any], session: Session) -> None:
-        """Raise the error a refused write's reply names (SV-13, SV-15)."""
-        status = text(reply[0])
+    def _written(
+        key: tuple[str, str, str],
+        reply: bytes | str,
+        *,
+        events: tuple[Event, ...],
+        now: int,
+        version: int,
+        temp: JSONObject,
+    ) -> Session:
+        """The session after a write, from the script's ``written()`` reply (agent id,
+        metadata, creation time, the three state scopes as they are now: SV-10), the time and
+        version the write stamped, and the call's ``temp:`` keys (SV-9)."""
+        try:
+            agent, metadata, created, own, user_state, app_state = load_json(reply)
+            if not isinstance(created, int) or not isinstance(metadata, dict):
+                raise TypeError("created_at or metadata of the wrong type")
+            state = {**app_state, **user_state, **own, **temp}
+        except (ValueError, TypeError) as exc:  # also unparsable JSON and wrong shapes
+            raise StorageUnavailable(f"corrupt session {key[2]!r} in Redis: {exc}") from exc
+        return assemble(
+            Session,
+            id=key[2],
+            app_name=key[0],
+            user_id=key[1],
+            agent_id=agent,
+            state=state,
+            events=events,
+            last_update_time=now,
+            created_at=created,
+            metadata=metadata,
+            version=version,
+        )
+
+    @staticmethod
+    def _accepted(reply: Any, session: Session) -> bytes | str:
+        """The reply of a write that went through (a JSON text), else the error a refused
+        write's reply names (SV-13, SV-15)."""
+        status = _status(reply)
+        if status is None:
+            return cast("bytes | str", reply)
         if status == "missing":
             raise NotFound(f"no session {session.id!r} for this app and user")
         if status == "conflict":
@@ -424,8 +526,7 @@ class RedisSessionService:
                 expected=session.version,
                 actual=actual,
             )
-        if status != "ok":
-            raise StorageUnavailable(f"unexpected reply from Redis: {status!r}")
+        raise StorageUnavailable(f"session {session.id!r} in Redis: {status}")
 
     # --- sessions (SV-1 .. SV-6) -------------------------------------------------------------
 
@@ -433,6 +534,7 @@ class RedisSessionService:
         """Create a session and apply its initial state (SV-1, SV-2)."""
         req = rules.check_create(request)
         parts = split_state_delta(req.state)
+        temp = parts.temp  # check_create made the request's dicts the store's own
         app, user = req.app_name, req.user_id
         async with translate_errors("create"):
             while True:
@@ -441,14 +543,16 @@ class RedisSessionService:
                 args = [
                     str(now),
                     self._member(now, session_id),
-                    dump_json(req.agent_id),
-                    dump_json(req.metadata),
+                    encode_json(req.agent_id),
+                    encode_json(req.metadata),
                     *_delta_args(parts),
                 ]
                 keys = self._session_keys(app, user, session_id)
                 reply = await _CREATE(self._handle.client, keys, args)
-                if text(reply[0]) == "ok":
-                    return self._view((app, user, session_id), reply[1], (), parts.temp)
+                if _status(reply) is None:
+                    return self._written(
+                        (app, user, session_id), reply, events=(), now=now, version=0, temp=temp
+                    )
                 if req.session_id is not None:
                     raise AlreadyExists(f"session {session_id!r} exists for this app and user")
                 # A chosen id that is taken (practically never): choose again.
@@ -471,7 +575,7 @@ class RedisSessionService:
         """Replace the session's metadata; version unchanged (SV-4)."""
         req = rules.check_update(request)
         now = self._clock()
-        args = [dump_json(req.metadata), str(now), self._member(now, req.session_id)]
+        args = [encode_json(req.metadata), str(now), self._member(now, req.session_id)]
         keys = self._session_keys(req.app_name, req.user_id, req.session_id)
         async with translate_errors("update"):
             found = await _UPDATE(self._handle.client, keys, args)
@@ -530,46 +634,73 @@ class RedisSessionService:
     # --- events and state (SV-11 .. SV-18) -------------------------------------------------
 
     async def append_event(self, session: Session, event: Event) -> Session:
-        """Append the event and apply its delta atomically, if the session is fresh (SV-13)."""
+        """Append the event and apply its delta atomically, if the session is fresh (SV-13).
+
+        One script of a dozen O(log N) commands, whatever the session's length. Everything the
+        caller gave is encoded before the first await (G-7)."""
         handle = rules.check_handle(session)
-        checked = rules.check_event(event)
-        parts = split_state_delta(checked.actions.state_delta)
+        checked = _events.checked_event(event)  # the store's own copy (G-7)
+        if checked.actions.state_delta:
+            parts = split_state_delta(checked.actions.state_delta)
+            delta, temp = _delta_args(parts), parts.temp
+        else:  # most events change no state
+            delta, temp = [], {}
         key = (handle.app_name, handle.user_id, handle.id)
         keys = self._session_keys(*key)
+        version = handle.version + 1
+        event_id = checked.id if checked.id is not None else _new_id()
+        now = self._clock()
+        stored = _events.stored_event(checked, event_id=event_id, now=now)
+        body = _events.encode(stored)
         async with translate_errors("append_event"):
             while True:
-                event_id = checked.id if checked.id is not None else rules.new_id()
-                now = self._clock()
-                stored = rules.stored_event(checked, event_id=event_id, now=now)
-                assert stored.timestamp is not None
+                assert stored.timestamp is not None  # stored_event stamps it
                 args = [
                     str(handle.version),
+                    str(version),
                     event_id,
-                    _hex(stored.timestamp),
-                    dump_json(rules.event_to_json(stored)),
+                    # SV-16: by time, then in append order, which the version counts.
+                    _hex(stored.timestamp) + _hex(version),
+                    body,
                     str(now),
                     self._member(now, handle.id),
-                    *_delta_args(parts),
+                    *delta,
                 ]
                 reply = await _APPEND(self._handle.client, keys, args)
-                if text(reply[0]) != "duplicate":
+                if _status(reply) != "duplicate":
                     break
                 if checked.id is not None:
                     raise AlreadyExists(f"event {event_id!r} exists in session {handle.id!r}")
-        self._refusal(reply, handle)
-        return self._view(key, reply[1], (*handle.events, stored), parts.temp)
+                # A chosen id that is taken (practically never): choose again.
+                event_id, now = _new_id(), self._clock()
+                stored = _events.stored_event(checked, event_id=event_id, now=now)
+                body = _events.encode(stored)
+        written = self._accepted(reply, handle)
+        events = (*handle.events, stored)
+        return self._written(key, written, events=events, now=now, version=version, temp=temp)
 
     async def update_state(self, session: Session, delta: Mapping[str, Any]) -> Session:
         """Apply a state delta without an event, if the session is fresh (SV-11, SV-15)."""
         handle = rules.check_handle(session)
-        parts = split_state_delta(rules.copy_json(check_state_delta(delta)))
+        parts = split_state_delta(check_state_delta(delta))
+        args_delta = _delta_args(parts)
+        temp = _temp_copy(parts)
         key = (handle.app_name, handle.user_id, handle.id)
         now = self._clock()
-        args = [str(handle.version), str(now), self._member(now, handle.id), *_delta_args(parts)]
+        version = handle.version + 1
+        args = [
+            str(handle.version),
+            str(version),
+            str(now),
+            self._member(now, handle.id),
+            *args_delta,
+        ]
         async with translate_errors("update_state"):
             reply = await _UPDATE_STATE(self._handle.client, self._session_keys(*key), args)
-        self._refusal(reply, handle)
-        return self._view(key, reply[1], tuple(handle.events), parts.temp)
+        written = self._accepted(reply, handle)
+        return self._written(
+            key, written, events=tuple(handle.events), now=now, version=version, temp=temp
+        )
 
     async def get_events(
         self, app_name: str, user_id: str, session_id: str, filter: EventFilter | None = None

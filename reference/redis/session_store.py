@@ -83,6 +83,7 @@ from ._client import (
     KeySpace,
     RedisClient,
     Script,
+    encode_json,
     load_record,
     text,
     translate_errors,
@@ -91,6 +92,8 @@ from ._client import (
 __all__ = ["RedisSessionStore", "open_cluster_store", "open_store"]
 
 _NO_TIME = "-"
+#: How many sessions' key lists a store remembers (a few hundred kilobytes at most).
+_RECENT_KEYS = 1024
 #: SS-19: the fields a copy takes from its source as they are stored.
 _CARRIED = (
     "working_dir",
@@ -336,6 +339,7 @@ class RedisSessionStore:
         self._clock = clock
         self._registry = self._keys.key("ss.registry")
         self._ids = self._keys.key("ss.ids")
+        self._recent_keys: dict[str, list[str]] = {}
 
     # --- keys and helpers ------------------------------------------------------------------
 
@@ -351,9 +355,15 @@ class RedisSessionStore:
         ]
 
     def _script_keys(self, session_id: str) -> list[str]:
-        """KEYS[1..3] of the per-session scripts: hash, messages, times (one slot)."""
-        hash_key, _, messages_key, times_key = self.session_keys(session_id)
-        return [hash_key, messages_key, times_key]
+        """KEYS[1..3] of the per-session scripts: hash, messages, times (one slot); remembered
+        for the sessions used lately (an agent adds to the same few, message after message)."""
+        keys = self._recent_keys.get(session_id)
+        if keys is None:
+            if len(self._recent_keys) >= _RECENT_KEYS:
+                self._recent_keys.clear()
+            hash_key, _, messages_key, times_key = self.session_keys(session_id)
+            keys = self._recent_keys[session_id] = [hash_key, messages_key, times_key]
+        return keys
 
     @property
     def client(self) -> RedisClient:
@@ -488,7 +498,7 @@ class RedisSessionStore:
         rules.check_session_id(session_id)
         (checked,) = rules.check_conversation([message])
         now = self._now()
-        args = [dump_json(now), dump_json(message_to_json(checked)), _time_code(checked)]
+        args = [str(now), encode_json(message_to_json(checked)), _time_code(checked)]
         await self._write(_ADD, session_id, args)
 
     async def replace_conversation(self, session_id: str, conversation: Sequence[Message]) -> None:
