@@ -63,6 +63,7 @@ from agentstores.spec.values import (
 )
 
 __all__ = [
+    "check_bool",
     "check_create",
     "check_event",
     "check_filter",
@@ -71,14 +72,17 @@ __all__ = [
     "check_key",
     "check_list",
     "check_search",
+    "check_text",
     "check_update",
     "copy_json",
     "event_from_json",
     "event_matches",
     "event_to_json",
+    "expect_type",
     "filter_events",
     "in_range",
     "new_id",
+    "optional_id",
     "page",
     "page_results",
     "search_hit",
@@ -118,22 +122,22 @@ def _copy_message(message: Message) -> Message:
 # --- validation ---------------------------------------------------------------------------
 
 
-def _optional_id(value: object, *, what: str) -> str | None:
+def optional_id(value: object, *, what: str) -> str | None:
     return None if value is None else check_id(value, what=what)
 
 
-def _expect(value: object, kind: type, *, what: str) -> None:
+def expect_type(value: object, kind: type, *, what: str) -> None:
     if not isinstance(value, kind):
         raise InvalidArgument(f"{what} must be a {kind.__name__}, not {type(value).__name__}")
 
 
-def _check_bool(value: object, *, what: str) -> bool:
+def check_bool(value: object, *, what: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidArgument(f"{what} must be a bool, not {type(value).__name__}")
     return value
 
 
-def _check_text(value: object, *, what: str) -> str:
+def check_text(value: object, *, what: str) -> str:
     if not isinstance(value, str):
         raise InvalidArgument(f"{what} must be a str, not {type(value).__name__}")
     try:
@@ -161,21 +165,21 @@ def check_key(app_name: object, user_id: object, session_id: object) -> tuple[st
 
 def check_create(request: object) -> CreateRequest:
     """A validated copy of a create request (SV-1): every dict is the store's own."""
-    _expect(request, CreateRequest, what="request")
+    expect_type(request, CreateRequest, what="request")
     assert isinstance(request, CreateRequest)
     return CreateRequest(
         app_name=check_id(request.app_name, what="app_name"),
         user_id=check_id(request.user_id, what="user_id"),
-        agent_id=_optional_id(request.agent_id, what="agent_id"),
+        agent_id=optional_id(request.agent_id, what="agent_id"),
         metadata=copy_json(_mapping_object(request.metadata, what="metadata")),
         state=copy_json(check_state_delta(request.state, what="state")),
-        session_id=_optional_id(request.session_id, what="session_id"),
+        session_id=optional_id(request.session_id, what="session_id"),
     )
 
 
 def check_get(request: object) -> GetRequest:
     """A validated get request (SV-3)."""
-    _expect(request, GetRequest, what="request")
+    expect_type(request, GetRequest, what="request")
     assert isinstance(request, GetRequest)
     check_key(request.app_name, request.user_id, request.session_id)
     if request.num_recent_events is not None:
@@ -187,7 +191,7 @@ def check_get(request: object) -> GetRequest:
 
 def check_update(request: object) -> UpdateRequest:
     """A validated copy of an update request (SV-4)."""
-    _expect(request, UpdateRequest, what="request")
+    expect_type(request, UpdateRequest, what="request")
     assert isinstance(request, UpdateRequest)
     check_key(request.app_name, request.user_id, request.session_id)
     metadata = copy_json(_mapping_object(request.metadata, what="metadata"))
@@ -196,7 +200,7 @@ def check_update(request: object) -> UpdateRequest:
 
 def check_list(request: object) -> ListRequest:
     """A validated list request (SV-6, G-8)."""
-    _expect(request, ListRequest, what="request")
+    expect_type(request, ListRequest, what="request")
     assert isinstance(request, ListRequest)
     check_id(request.app_name, what="app_name")
     check_id(request.user_id, what="user_id")
@@ -208,7 +212,7 @@ def check_list(request: object) -> ListRequest:
 
 def check_handle(session: object) -> Session:
     """Validate the session a write is made from (SV-13, SV-15): its triple and version."""
-    _expect(session, Session, what="session")
+    expect_type(session, Session, what="session")
     assert isinstance(session, Session)
     check_key(session.app_name, session.user_id, session.id)
     check_non_negative_int(session.version, what="session version")
@@ -218,7 +222,7 @@ def check_handle(session: object) -> Session:
 
 
 def _check_actions(actions: object) -> EventActions:
-    _expect(actions, EventActions, what="event actions")
+    expect_type(actions, EventActions, what="event actions")
     assert isinstance(actions, EventActions)
     artifacts = actions.artifact_delta
     if not isinstance(artifacts, Mapping):
@@ -230,16 +234,16 @@ def _check_actions(actions: object) -> EventActions:
     return EventActions(
         state_delta=copy_json(check_state_delta(actions.state_delta)),
         artifact_delta=checked_artifacts,
-        skip_summarization=_check_bool(actions.skip_summarization, what="skip_summarization"),
-        transfer_to_agent=_optional_id(actions.transfer_to_agent, what="transfer_to_agent"),
-        escalate=_check_bool(actions.escalate, what="escalate"),
+        skip_summarization=check_bool(actions.skip_summarization, what="skip_summarization"),
+        transfer_to_agent=optional_id(actions.transfer_to_agent, what="transfer_to_agent"),
+        escalate=check_bool(actions.escalate, what="escalate"),
         custom_actions=copy_json(_mapping_object(actions.custom_actions, what="custom_actions")),
     )
 
 
 def check_event(event: object) -> Event:
     """A validated, private copy of an event (SV-12)."""
-    _expect(event, Event, what="event")
+    expect_type(event, Event, what="event")
     assert isinstance(event, Event)
     content = event.content
     if content is not None:
@@ -249,13 +253,13 @@ def check_event(event: object) -> Event:
         raise InvalidArgument("long_running_tool_ids must be a tuple of ids")
     return Event(
         author=check_id(event.author, what="author"),
-        id=_optional_id(event.id, what="event id"),
+        id=optional_id(event.id, what="event id"),
         timestamp=None if event.timestamp is None else check_timestamp(event.timestamp),
-        invocation_id=_optional_id(event.invocation_id, what="invocation_id"),
-        agent_id=_optional_id(event.agent_id, what="agent_id"),
-        branch=_optional_id(event.branch, what="branch"),
+        invocation_id=optional_id(event.invocation_id, what="invocation_id"),
+        agent_id=optional_id(event.agent_id, what="agent_id"),
+        branch=optional_id(event.branch, what="branch"),
         content=content,
-        reasoning=_check_text(event.reasoning, what="reasoning"),
+        reasoning=check_text(event.reasoning, what="reasoning"),
         actions=_check_actions(event.actions),
         long_running_tool_ids=tuple(check_id(t, what="tool id") for t in tool_ids),
         metadata=copy_json(_mapping_object(event.metadata, what="event metadata")),
@@ -297,11 +301,11 @@ def check_filter(event_filter: object) -> EventFilter:
     """A validated event filter (SV-18); None means the empty filter."""
     if event_filter is None:
         return EventFilter()
-    _expect(event_filter, EventFilter, what="filter")
+    expect_type(event_filter, EventFilter, what="filter")
     assert isinstance(event_filter, EventFilter)
-    _optional_id(event_filter.agent_id, what="agent_id")
-    _optional_id(event_filter.branch, what="branch")
-    _optional_id(event_filter.author, what="author")
+    optional_id(event_filter.agent_id, what="agent_id")
+    optional_id(event_filter.branch, what="branch")
+    optional_id(event_filter.author, what="author")
     _check_range(event_filter.start_time, event_filter.end_time)
     check_non_negative_int(event_filter.offset, what="offset", maximum=_MAX_LIMIT)
     if event_filter.limit is not None:
@@ -318,9 +322,9 @@ def _check_range(start: object, end: object) -> None:
 
 def check_search(options: object) -> SearchOptions:
     """Validated search options (SV-25)."""
-    _expect(options, SearchOptions, what="search options")
+    expect_type(options, SearchOptions, what="search options")
     assert isinstance(options, SearchOptions)
-    query = _check_text(options.query, what="query")
+    query = check_text(options.query, what="query")
     if not query:
         raise InvalidArgument("query must not be empty")
     if not isinstance(options.match_mode, MatchMode):
@@ -329,7 +333,7 @@ def check_search(options: object) -> SearchOptions:
         raise InvalidArgument("a fuzzy query needs at least one word")
     check_id(options.app_name, what="app_name")
     check_id(options.user_id, what="user_id")
-    _optional_id(options.session_id, what="session_id")
+    optional_id(options.session_id, what="session_id")
     if options.agent_ids is not None:
         if not isinstance(options.agent_ids, tuple | list):
             raise InvalidArgument("agent_ids must be a tuple of ids or None")
@@ -337,8 +341,8 @@ def check_search(options: object) -> SearchOptions:
             check_id(agent_id, what="agent id")
     _check_range(options.start_time, options.end_time)
     check_limit_offset(options.limit, options.offset)
-    only_user = _check_bool(options.only_user, what="only_user")
-    only_assistant = _check_bool(options.only_assistant, what="only_assistant")
+    only_user = check_bool(options.only_user, what="only_user")
+    only_assistant = check_bool(options.only_assistant, what="only_assistant")
     if only_user and only_assistant:
         raise InvalidArgument("only_user and only_assistant exclude each other")
     return options

@@ -30,35 +30,11 @@ from agentstores.spec.values import (
     load_json,
 )
 
+from ..session_service_rules import check_bool, check_text, expect_type, optional_id
 from ._client import encode_json
 from ._records import assemble, revise
 
 __all__ = ["checked_event", "encode", "stored_event"]
-
-
-def _optional_id(value: object, *, what: str) -> str | None:
-    return None if value is None else check_id(value, what=what)
-
-
-def _expect(value: object, kind: type, *, what: str) -> None:
-    if not isinstance(value, kind):
-        raise InvalidArgument(f"{what} must be a {kind.__name__}, not {type(value).__name__}")
-
-
-def _check_bool(value: object, *, what: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidArgument(f"{what} must be a bool, not {type(value).__name__}")
-    return value
-
-
-def _check_text(value: object, *, what: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidArgument(f"{what} must be a str, not {type(value).__name__}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidArgument(f"{what} contains a lone surrogate") from None
-    return value
 
 
 def _mapping_object(value: object, *, what: str) -> JSONObject:
@@ -156,7 +132,7 @@ def _checked_message(message: Message) -> Message:
 
 
 def _checked_actions(actions: object) -> EventActions:
-    _expect(actions, EventActions, what="event actions")
+    expect_type(actions, EventActions, what="event actions")
     assert isinstance(actions, EventActions)
     artifacts = actions.artifact_delta
     if not isinstance(artifacts, Mapping):
@@ -172,9 +148,9 @@ def _checked_actions(actions: object) -> EventActions:
         if type(delta) is dict and not delta
         else {key: _copy(value) for key, value in check_state_delta(delta).items()},
         artifact_delta=checked_artifacts,
-        skip_summarization=_check_bool(actions.skip_summarization, what="skip_summarization"),
-        transfer_to_agent=_optional_id(actions.transfer_to_agent, what="transfer_to_agent"),
-        escalate=_check_bool(actions.escalate, what="escalate"),
+        skip_summarization=check_bool(actions.skip_summarization, what="skip_summarization"),
+        transfer_to_agent=optional_id(actions.transfer_to_agent, what="transfer_to_agent"),
+        escalate=check_bool(actions.escalate, what="escalate"),
         custom_actions=_mapping_object(actions.custom_actions, what="custom_actions"),
     )
 
@@ -183,7 +159,7 @@ def checked_event(event: object) -> Event:
     """A copy of the event if SV-12 accepts it, else InvalidArgument: the checks of
     ``rules.check_event``, in its order, and its private copy (G-7) made container by
     container rather than through JSON. Call it before awaiting anything."""
-    _expect(event, Event, what="event")
+    expect_type(event, Event, what="event")
     assert isinstance(event, Event)
     content = None if event.content is None else _checked_message(event.content)
     tool_ids = event.long_running_tool_ids
@@ -192,13 +168,13 @@ def checked_event(event: object) -> Event:
     return assemble(
         Event,
         author=check_id(event.author, what="author"),
-        id=_optional_id(event.id, what="event id"),
+        id=optional_id(event.id, what="event id"),
         timestamp=None if event.timestamp is None else check_timestamp(event.timestamp),
-        invocation_id=_optional_id(event.invocation_id, what="invocation_id"),
-        agent_id=_optional_id(event.agent_id, what="agent_id"),
-        branch=_optional_id(event.branch, what="branch"),
+        invocation_id=optional_id(event.invocation_id, what="invocation_id"),
+        agent_id=optional_id(event.agent_id, what="agent_id"),
+        branch=optional_id(event.branch, what="branch"),
         content=content,
-        reasoning=_check_text(event.reasoning, what="reasoning"),
+        reasoning=check_text(event.reasoning, what="reasoning"),
         actions=_checked_actions(event.actions),
         long_running_tool_ids=tuple(check_id(t, what="tool id") for t in tool_ids),
         metadata=_mapping_object(event.metadata, what="event metadata"),

@@ -44,6 +44,7 @@ from agentstores.spec.values import (
     check_timestamp,
 )
 
+from ..session_service_rules import check_bool, check_text, expect_type, optional_id
 from ._records import assemble, record_maker, scan_json
 
 __all__ = [
@@ -70,31 +71,6 @@ def new_event_id() -> str:
 # --- checks (those of rules.check_event, without the copies) -----------------------------------
 
 
-def _optional_id(value: object, *, what: str) -> str | None:
-    return None if value is None else check_id(value, what=what)
-
-
-def _expect(value: object, kind: type, *, what: str) -> None:
-    if not isinstance(value, kind):
-        raise InvalidArgument(f"{what} must be a {kind.__name__}, not {type(value).__name__}")
-
-
-def _check_bool(value: object, *, what: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidArgument(f"{what} must be a bool, not {type(value).__name__}")
-    return value
-
-
-def _check_text(value: object, *, what: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidArgument(f"{what} must be a str, not {type(value).__name__}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidArgument(f"{what} contains a lone surrogate") from None
-    return value
-
-
 def _mapping_object(value: object, *, what: str) -> JSONObject:
     """A JSON object from a dict or any other Mapping (shallow: the encoding is the copy)."""
     if type(value) is dict and not value:  # most metadata: nothing to check
@@ -105,7 +81,7 @@ def _mapping_object(value: object, *, what: str) -> JSONObject:
 
 
 def _checked_actions(actions: object) -> EventActions:
-    _expect(actions, EventActions, what="event actions")
+    expect_type(actions, EventActions, what="event actions")
     assert isinstance(actions, EventActions)
     artifacts = actions.artifact_delta
     if not isinstance(artifacts, Mapping):
@@ -121,11 +97,9 @@ def _checked_actions(actions: object) -> EventActions:
             # Most events change no state: an empty dict needs no check.
             "state_delta": delta if type(delta) is dict and not delta else check_state_delta(delta),
             "artifact_delta": checked_artifacts,
-            "skip_summarization": _check_bool(
-                actions.skip_summarization, what="skip_summarization"
-            ),
-            "transfer_to_agent": _optional_id(actions.transfer_to_agent, what="transfer_to_agent"),
-            "escalate": _check_bool(actions.escalate, what="escalate"),
+            "skip_summarization": check_bool(actions.skip_summarization, what="skip_summarization"),
+            "transfer_to_agent": optional_id(actions.transfer_to_agent, what="transfer_to_agent"),
+            "escalate": check_bool(actions.escalate, what="escalate"),
             "custom_actions": _mapping_object(actions.custom_actions, what="custom_actions"),
         },
     )
@@ -173,7 +147,7 @@ def _check_message(message: object) -> None:
 def checked_event(event: object) -> Event:
     """The event if SV-12 accepts it, else InvalidArgument: the checks of
     ``rules.check_event``, but its dicts stay the caller's (encode it before any await)."""
-    _expect(event, Event, what="event")
+    expect_type(event, Event, what="event")
     assert isinstance(event, Event)
     if event.content is not None:
         _check_message(event.content)
@@ -185,13 +159,13 @@ def checked_event(event: object) -> Event:
         Event,
         {
             "author": check_id(event.author, what="author"),
-            "id": _optional_id(event.id, what="event id"),
+            "id": optional_id(event.id, what="event id"),
             "timestamp": None if event.timestamp is None else check_timestamp(event.timestamp),
-            "invocation_id": _optional_id(event.invocation_id, what="invocation_id"),
-            "agent_id": _optional_id(event.agent_id, what="agent_id"),
-            "branch": _optional_id(event.branch, what="branch"),
+            "invocation_id": optional_id(event.invocation_id, what="invocation_id"),
+            "agent_id": optional_id(event.agent_id, what="agent_id"),
+            "branch": optional_id(event.branch, what="branch"),
             "content": event.content,
-            "reasoning": _check_text(event.reasoning, what="reasoning"),
+            "reasoning": check_text(event.reasoning, what="reasoning"),
             "actions": _checked_actions(event.actions),
             "long_running_tool_ids": tuple([check_id(t, what="tool id") for t in tool_ids]),
             "metadata": _mapping_object(event.metadata, what="event metadata"),
