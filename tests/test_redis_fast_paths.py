@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from agentstores.reference import session_service_rules as rules
+from agentstores.reference._records import build, revise
 from agentstores.reference.redis import _events, server
 from agentstores.reference.redis import session_service as redis_service
 from agentstores.reference.redis._client import _store_connection_class
-from agentstores.reference.redis._records import assemble, revise
 from agentstores.spec.errors import InvalidArgument
 from agentstores.spec.memory_storage import ConversationMessage
 from agentstores.spec.messages import Message
@@ -175,7 +175,7 @@ def test_assemble_and_revise_are_construct_and_replace(
     record: Any, changes: dict[str, Any]
 ) -> None:
     cls = type(record)
-    built = assemble(cls, **_fields(record))
+    built = build(cls, **_fields(record))
     assert built == record
     assert repr(built) == repr(record)
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -195,8 +195,8 @@ def test_assemble_constructs_other_classes() -> None:
                 raise ValueError("negative")
 
     with pytest.raises(ValueError):
-        assemble(Checked, value=-1)
-    assert revise(assemble(Checked, value=1), value=2) == Checked(2)
+        build(Checked, value=-1)
+    assert revise(build(Checked, value=1), value=2) == Checked(2)
 
 
 @pytest.mark.parametrize(

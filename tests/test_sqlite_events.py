@@ -18,8 +18,8 @@ from agentstores.conformance.markers import requirement
 from agentstores.conformance.strategies import invalid_ids, invalid_json_values, messages, plain_ids
 from agentstores.conformance.suites._session_service_events import events
 from agentstores.reference import session_service_rules as rules
+from agentstores.reference._records import decode_message
 from agentstores.reference.sqlite import _events
-from agentstores.reference.sqlite._records import decode_message
 from agentstores.spec.errors import InvalidArgument, StorageUnavailable
 from agentstores.spec.messages import Message, check_message, message_from_json, message_to_json
 from agentstores.spec.session_service import Event, EventActions

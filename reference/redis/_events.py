@@ -30,9 +30,9 @@ from agentstores.spec.values import (
     load_json,
 )
 
+from .._records import build, revise
 from ..session_service_rules import check_bool, check_text, expect_type, optional_id
 from ._client import encode_json
-from ._records import assemble, revise
 
 __all__ = ["checked_event", "encode", "stored_event"]
 
@@ -121,7 +121,7 @@ def _plainly_valid(message: Message) -> bool:
 def _checked_message(message: Message) -> Message:
     if not _plainly_valid(message):
         check_message(message)
-    return assemble(
+    return build(
         Message,
         role=message.role,
         content=tuple(_copy(part) for part in message.content),
@@ -142,7 +142,7 @@ def _checked_actions(actions: object) -> EventActions:
         check_id(name, what="artifact name")
         checked_artifacts[name] = check_non_negative_int(version, what=f"artifact {name!r}")
     delta = actions.state_delta
-    return assemble(
+    return build(
         EventActions,
         state_delta={}
         if type(delta) is dict and not delta
@@ -165,7 +165,7 @@ def checked_event(event: object) -> Event:
     tool_ids = event.long_running_tool_ids
     if not isinstance(tool_ids, tuple | list):
         raise InvalidArgument("long_running_tool_ids must be a tuple of ids")
-    return assemble(
+    return build(
         Event,
         author=check_id(event.author, what="author"),
         id=optional_id(event.id, what="event id"),

@@ -58,6 +58,7 @@ from agentstores.spec.messages import Message, message_to_json
 from agentstores.spec.values import Clock, check_id, dump_json, load_json, system_clock
 
 from .. import memory_storage_rules as rules
+from .._records import build
 from . import cluster as _cluster
 from ._client import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -73,7 +74,6 @@ from ._client import (
     text,
     translate_errors,
 )
-from ._records import assemble
 
 __all__ = ["SCHEMA_VERSION", "RedisMemoryStorage", "open_cluster_store", "open_store"]
 
@@ -249,7 +249,7 @@ def _new_message_id() -> str:
 def _copied_message(obj: Any) -> Message:
     """The message of a record this store just encoded from a checked message, parsed back:
     ``message_from_json`` without checking it again."""
-    return assemble(
+    return build(
         Message,
         role=obj["role"],
         content=tuple(obj["content"]),
@@ -558,7 +558,7 @@ class RedisMemoryStorage:
         args = [message_id, body, now, session_id]
         keys = self._message_keys(session_id, user_id)
         await self._script(_SAVE_MESSAGE, "save_message", keys, args)
-        return assemble(
+        return build(
             ConversationMessage,
             id=message_id,
             session_id=session_id,

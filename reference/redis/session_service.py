@@ -79,6 +79,7 @@ from agentstores.spec.session_service import (
 from agentstores.spec.values import Clock, JSONObject, load_json, system_clock
 
 from .. import session_service_rules as rules
+from .._records import build
 from . import _events
 from . import cluster as _cluster
 from ._client import (
@@ -95,7 +96,6 @@ from ._client import (
     text,
     translate_errors,
 )
-from ._records import assemble
 
 __all__ = ["RedisSessionService", "open_cluster_store", "open_store"]
 
@@ -496,7 +496,7 @@ class RedisSessionService:
             state = {**app_state, **user_state, **own, **temp}
         except (ValueError, TypeError) as exc:  # also unparsable JSON and wrong shapes
             raise StorageUnavailable(f"corrupt session {key[2]!r} in Redis: {exc}") from exc
-        return assemble(
+        return build(
             Session,
             id=key[2],
             app_name=key[0],

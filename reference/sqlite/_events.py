@@ -11,7 +11,7 @@ larger part of both. Here:
   :func:`encode_stored` then encodes the stored form once, before the store awaits anything,
   and that text is the copy (G-7): the event the store returns is rebuilt from it.
 * :func:`decode_stored` rebuilds an event from the text the store wrote, in fresh objects
-  (records built with :func:`~._records.assemble`).
+  (records built with :func:`~.._records.assemble`).
   The text was checked before it was written, so it checks the shape only (an object with
   the required fields and the right kind of containers), enough to report a damaged row as
   ``StorageUnavailable`` rather than return a malformed event.
@@ -44,8 +44,8 @@ from agentstores.spec.values import (
     check_timestamp,
 )
 
+from .._records import assemble, record_maker, scan_json
 from ..session_service_rules import check_bool, check_text, expect_type, optional_id
-from ._records import assemble, record_maker, scan_json
 
 __all__ = [
     "checked_event",
@@ -264,7 +264,7 @@ _ACTIONS_FIELDS: JSONObject = {
     "escalate": False,
     "custom_actions": None,
 }
-#: :func:`~._records.assemble` for the three classes of an event, bound once.
+#: :func:`~.._records.assemble` for the three classes of an event, bound once.
 _record = record_maker(Event, EventActions, Message)
 
 
@@ -275,7 +275,7 @@ def decode_stored(body: str) -> Event:
     Missing keys take their defaults, each mutable default a new object. The checks are of
     the shape only: objects and lists where they belong, no unknown field; a scalar of
     another type in the right place is what was stored, and comes back. (The hottest code of
-    a read: :func:`~._records.assemble` is inlined.)
+    a read: :func:`~.._records.assemble` is inlined.)
     """
     try:
         try:

@@ -41,8 +41,8 @@ from agentstores.spec.messages import Message, message_to_json
 from agentstores.spec.values import Clock, check_id, dump_json, system_clock
 
 from .. import memory_storage_rules as rules
+from .._records import assemble, decode_message
 from ._db import DEFAULT_BUSY_TIMEOUT, Database, Migration, Synchronous, context_location
-from ._records import assemble, decode_message
 
 __all__ = ["MIGRATIONS", "SQLiteMemoryStorage", "open_store"]
 

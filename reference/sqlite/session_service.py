@@ -71,9 +71,9 @@ from agentstores.spec.session_service import (
 from agentstores.spec.values import Clock, JSONObject, dump_json, load_json, system_clock
 
 from .. import session_service_rules as rules
+from .._records import assemble
 from . import _events
 from ._db import DEFAULT_BUSY_TIMEOUT, Database, Migration, Synchronous, context_location
-from ._records import assemble
 
 __all__ = ["MIGRATIONS", "SQLiteSessionService", "open_store"]
 

@@ -65,8 +65,8 @@ from agentstores.spec.session_store import (
 from agentstores.spec.values import Clock, check_timestamp, dump_json, load_json, system_clock
 
 from .. import session_store_rules as rules
+from .._records import decode_message
 from ._db import DEFAULT_BUSY_TIMEOUT, Database, Migration, Synchronous, context_location
-from ._records import decode_message
 
 __all__ = ["MIGRATIONS", "SQLiteSessionStore", "open_store"]
 

@@ -1,4 +1,4 @@
-"""Building the spec's frozen records quickly from stored JSON, for the SQLite stores' reads.
+"""Building the spec's frozen records quickly, for the SQLite and Redis stores' hot paths.
 
 A frozen dataclass's generated ``__init__`` sets each field through ``object.__setattr__``, and
 ``message_from_json`` checks every message again as it builds it. A read of the newest 20 events
@@ -11,8 +11,8 @@ or messages builds 60 such records, which cost more than the SQL. Here:
   ``message_to_json`` (checked before it was written), checking its shape only: a damaged row
   is ``StorageUnavailable``, as with ``message_from_json``, but the values are not checked
   again.
-
-The Redis reference has the same :func:`assemble` (``reference/redis/_records.py``).
+* :func:`build` and :func:`revise` are :func:`assemble` with keyword fields, and
+  ``dataclasses.replace`` the same way.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any, TypeVar, cast
 from agentstores.spec.errors import StorageUnavailable
 from agentstores.spec.messages import Message
 
-__all__ = ["assemble", "decode_message", "record_maker", "scan_json"]
+__all__ = ["assemble", "build", "decode_message", "record_maker", "revise", "scan_json"]
 
 T = TypeVar("T")
 
@@ -55,6 +55,22 @@ def assemble(cls: type[T], fields: dict[str, Any]) -> T:
     obj = object.__new__(cls)
     object.__setattr__(obj, "__dict__", fields)
     return obj
+
+
+def build(cls: type[T], /, **fields: Any) -> T:
+    """``cls(**fields)``, given every field of ``cls``: :func:`assemble` with keywords."""
+    return assemble(cls, fields)
+
+
+def revise(record: T, /, **changes: Any) -> T:
+    """``dataclasses.replace(record, **changes)``, the same way as :func:`assemble`."""
+    cls = type(record)
+    plain = _PLAIN.get(cls)
+    if plain is None:
+        plain = _PLAIN[cls] = _plain(cls)
+    if not plain:
+        return dataclasses.replace(record, **changes)  # type: ignore[type-var]
+    return assemble(cls, {**record.__dict__, **changes})
 
 
 def record_maker(*classes: type[Any]) -> Callable[[type[T], dict[str, Any]], T]:
