@@ -259,16 +259,45 @@ def bars_section(paths: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The kit's own bar (issue 8): every family's suite against one reference, ci profile.
+KIT_CHECK_LIMIT_SECONDS = 180.0
+
+
+def kit_check_section(seconds: float, status: int, summary: str) -> str:
+    """A Markdown section with the kit's own bar: the wall time of ``agentstores check sqlite
+    --profile ci`` (all five families, one process) against 3 minutes."""
+    holds = seconds <= KIT_CHECK_LIMIT_SECONDS and status == 0
+    return "\n".join(
+        [
+            "",
+            "## The kit's own bar",
+            "",
+            "`agentstores check sqlite --profile ci`: every family's suite against the SQLite "
+            "reference, timed whole (start of the process to its exit), in the same run as "
+            "the tables above.",
+            "",
+            "| command | tests | exit status | wall time | limit | holds |",
+            "|---|---|---|---|---|---|",
+            f"| `agentstores check sqlite --profile ci` | {summary} | {status} | "
+            f"{seconds:.0f} s | {KIT_CHECK_LIMIT_SECONDS:.0f} s | "
+            f"{'yes' if holds else '**no**'} |",
+            "",
+        ]
+    )
+
+
 def _command(args: Sequence[str]) -> str:
-    """The run.sh command line that reproduces this run (run.sh adds the --bench-json)."""
+    """The run.sh command line that reproduces this run (run.sh adds the options it measured:
+    --bench-json and the --kit-check-* ones)."""
+    added = ("--bench-json", "--kit-check-seconds", "--kit-check-status", "--kit-check-summary")
     kept: list[str] = []
     skip = False
     for arg in args:
         if skip:
             skip = False
-        elif arg == "--bench-json":
+        elif arg in added:
             skip = True
-        elif not arg.startswith("--bench-json="):
+        elif not arg.startswith(tuple(option + "=" for option in added)):
             kept.append(arg)
     bench_args = os.environ.get("BENCH_ARGS", "").strip()
     prefix = f'BENCH_ARGS="{bench_args}" ' if bench_args else ""
@@ -292,6 +321,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="PATH",
         help="a JSON report of 'agentstores bench BACKEND --baselines' whose bars to include",
     )
+    parser.add_argument(
+        "--kit-check-seconds",
+        type=float,
+        metavar="S",
+        help="wall time of 'agentstores check sqlite --profile ci' (run.sh measures it)",
+    )
+    parser.add_argument("--kit-check-status", type=int, default=0, help="its exit status")
+    parser.add_argument("--kit-check-summary", default="", help="its 'tests:' line")
     options = parser.parse_args(argv)
     sizes = Sizes.scaled(options.scale, samples=options.samples)
     engines = options.engine or list(ENGINES)
@@ -314,6 +351,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             root.mkdir()
             asyncio.run(_engine(engine, sizes, root, current_url(), rows, not options.quiet))
     text = markdown(rows, sizes, meta) + bars_section(options.bench_json)
+    if options.kit_check_seconds is not None:
+        text += kit_check_section(
+            options.kit_check_seconds, options.kit_check_status, options.kit_check_summary
+        )
     Path(options.output).write_text(text, encoding="utf-8")
     print(text)
     if options.json:

@@ -2,7 +2,8 @@
 # Side-by-side benchmark: makes a virtualenv of its own (default /tmp/benchvenv, or
 # $BENCH_VENV), installs agentstores and the third-party stores of benchmarks/requirements.txt
 # into it, times each reference alone with its raw-engine bars (`agentstores bench BACKEND
-# --baselines $BENCH_ARGS`), then runs benchmarks/compare.py, which writes
+# --baselines $BENCH_ARGS`), times `agentstores check sqlite --profile ci` (the kit's own bar),
+# then runs benchmarks/compare.py, which writes
 # benchmarks/RESULTS.md. The project's own environment is never touched. Arguments go to
 # compare.py (e.g. --scale 0.1); BENCH_ARGS to the bench runs (e.g. BENCH_ARGS="--scale 0.1").
 set -euo pipefail
@@ -24,4 +25,13 @@ for backend in json sqlite redis; do
     --json "$reports/$backend.json" || [ $? -eq 1 ]  # 1: a flag, reported in the table
   bench_json+=(--bench-json "$reports/$backend.json")
 done
-"$venv/bin/python" benchmarks/compare.py "${bench_json[@]}" "$@"
+# The kit's own bar: every family's suite against the SQLite reference, ci profile, timed
+# whole (the process start included); compare.py records it next to the other bars.
+started=$(date +%s.%N)
+check_status=0
+CI=true "$venv/bin/agentstores" check sqlite --profile ci > "$reports/check.txt" 2>&1 || check_status=$?
+finished=$(date +%s.%N)
+check_seconds=$(awk -v a="$started" -v b="$finished" 'BEGIN { printf "%.1f", b - a }')
+check_summary=$(grep -E '^tests: ' "$reports/check.txt" | tail -1 | sed 's/^tests: //' || true)
+"$venv/bin/python" benchmarks/compare.py "${bench_json[@]}" --kit-check-seconds "$check_seconds" \
+  --kit-check-status "$check_status" --kit-check-summary "${check_summary:-no summary}" "$@"
