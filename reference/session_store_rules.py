@@ -15,13 +15,16 @@ the reference stores share, so that the engines differ only in how they store an
   SS-18, SS-19), as pure functions of the stored session;
 * search (SS-20 .. SS-22): :func:`search_text`, :func:`index_text`, :func:`relevance`,
   :func:`search_order` and :func:`select_matches`;
-* the listing order (SS-6): :func:`list_order`.
+* the listing order (SS-6): :func:`list_order`;
+* the partial updates (SS-11 .. SS-13): :class:`SessionUpdates`, a mixin that validates each
+  and hands the fields it sets to the engine's one write primitive.
 
 Every function raises only :mod:`agentstores.spec.errors` types.
 """
 
 from __future__ import annotations
 
+import abc
 import copy
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,6 +38,9 @@ from agentstores.spec.session_store import (
     EXPORT_VERSION,
     SEARCH_DEFAULT_LIMIT,
     ChatHistoryMatch,
+    ExtensionData,
+    ModelConfig,
+    Recipe,
     Session,
     SessionInsights,
     SessionType,
@@ -57,6 +63,7 @@ __all__ = [
     "SESSION_KEYS",
     "Candidate",
     "SearchRequest",
+    "SessionUpdates",
     "check_bool",
     "check_conversation",
     "check_extension_data",
@@ -654,3 +661,57 @@ def select_matches(
     if not ordered:
         found.sort(key=lambda item: item[0])
     return [match for _, match in found[: request.limit]]
+
+
+# --- partial updates (SS-11 .. SS-13) ------------------------------------------------------
+
+
+class SessionUpdates(abc.ABC):
+    """The five partial updates of a session store, for the engines to inherit.
+
+    Each validates its arguments (session id first, then the values) and hands the fields it
+    sets to :meth:`_update_fields`, the engine's one write primitive, so that the engines
+    differ only in how they write.
+    """
+
+    @abc.abstractmethod
+    async def _update_fields(self, session_id: str, fields: Mapping[str, Any]) -> None:
+        """Set ``fields`` of the session and ``updated_at = now`` atomically (SS-14); NotFound
+        if there is no session ``session_id``. ``fields`` are checked already and may be the
+        caller's objects: the engine copies or serialises them before it writes (G-7)."""
+
+    async def update_session_name(self, session_id: str, name: str, user_set: bool) -> None:
+        """Set the name and who set it (SS-11)."""
+        check_session_id(session_id)
+        fields = session_fields(check_name(name), check_bool(user_set, what="user_set"))
+        await self._update_fields(session_id, fields)
+
+    async def update_extension_data(self, session_id: str, extension_data: ExtensionData) -> None:
+        """Replace the extension data (SS-11)."""
+        check_session_id(session_id)
+        data = check_extension_data(extension_data)
+        await self._update_fields(session_id, {"extension_data": data})
+
+    async def update_token_stats(self, session_id: str, stats: TokenStatsUpdate) -> None:
+        """Set the counters that ``stats`` gives, leave the others (SS-12)."""
+        check_session_id(session_id)
+        await self._update_fields(session_id, token_fields(check_token_stats(stats)))
+
+    async def update_provider_config(
+        self, session_id: str, provider_name: str | None, model_config: ModelConfig | None
+    ) -> None:
+        """Set provider name and/or model config; None leaves a field unchanged (SS-13)."""
+        check_session_id(session_id)
+        check_provider_config(provider_name, model_config)
+        await self._update_fields(session_id, provider_fields(provider_name, model_config))
+
+    async def update_recipe(
+        self,
+        session_id: str,
+        recipe: Recipe | None,
+        user_recipe_values: Mapping[str, str] | None,
+    ) -> None:
+        """Set recipe and/or its user values; None leaves a field unchanged (SS-13)."""
+        check_session_id(session_id)
+        check_recipe(recipe, user_recipe_values)
+        await self._update_fields(session_id, recipe_fields(recipe, user_recipe_values))

@@ -62,13 +62,9 @@ from agentstores.spec.errors import InvalidArgument, NotFound, StorageUnavailabl
 from agentstores.spec.messages import Message, message_from_json, message_to_json
 from agentstores.spec.session_store import (
     ChatHistoryMatch,
-    ExtensionData,
-    ModelConfig,
-    Recipe,
     Session,
     SessionInsights,
     SessionType,
-    TokenStatsUpdate,
 )
 from agentstores.spec.values import Clock, check_timestamp, dump_json, system_clock
 
@@ -293,7 +289,7 @@ def _field_args(fields: Mapping[str, Any]) -> list[str]:
     return pairs
 
 
-class RedisSessionStore:
+class RedisSessionStore(rules.SessionUpdates):
     """A :class:`~agentstores.spec.session_store.SessionStore` on Redis.
 
     Args:
@@ -418,8 +414,9 @@ class RedisSessionStore:
         if not done:
             raise NotFound(f"no session {session_id!r}")
 
-    async def _update(self, session_id: str, fields: Mapping[str, Any]) -> None:
-        """Set ``fields`` and ``updated_at = now`` in one script (SS-11 .. SS-14)."""
+    async def _update_fields(self, session_id: str, fields: Mapping[str, Any]) -> None:
+        """Set ``fields`` and ``updated_at = now`` in one script (SS-11 .. SS-14): the write of
+        the partial updates (:class:`~..session_store_rules.SessionUpdates`)."""
         now = self._now()
         await self._write(_UPDATE, session_id, [dump_json(now), *_field_args(fields)])
 
@@ -514,46 +511,6 @@ class RedisSessionStore:
         check_timestamp(timestamp, what="timestamp")
         now = self._now()
         await self._write(_TRUNCATE, session_id, [dump_json(now), _hex(timestamp)])
-
-    # --- updates (SS-11 .. SS-13) -----------------------------------------------------------
-
-    async def update_session_name(self, session_id: str, name: str, user_set: bool) -> None:
-        """Set the name and who set it (SS-11)."""
-        rules.check_session_id(session_id)
-        fields = rules.session_fields(
-            rules.check_name(name), rules.check_bool(user_set, what="user_set")
-        )
-        await self._update(session_id, fields)
-
-    async def update_extension_data(self, session_id: str, extension_data: ExtensionData) -> None:
-        """Replace the extension data (SS-11)."""
-        rules.check_session_id(session_id)
-        data = rules.check_extension_data(extension_data)
-        await self._update(session_id, {"extension_data": data})
-
-    async def update_token_stats(self, session_id: str, stats: TokenStatsUpdate) -> None:
-        """Set the counters that ``stats`` gives, leave the others (SS-12)."""
-        rules.check_session_id(session_id)
-        await self._update(session_id, rules.token_fields(rules.check_token_stats(stats)))
-
-    async def update_provider_config(
-        self, session_id: str, provider_name: str | None, model_config: ModelConfig | None
-    ) -> None:
-        """Set provider name and/or model config; None leaves a field unchanged (SS-13)."""
-        rules.check_session_id(session_id)
-        rules.check_provider_config(provider_name, model_config)
-        await self._update(session_id, rules.provider_fields(provider_name, model_config))
-
-    async def update_recipe(
-        self,
-        session_id: str,
-        recipe: Recipe | None,
-        user_recipe_values: Mapping[str, str] | None,
-    ) -> None:
-        """Set recipe and/or its user values; None leaves a field unchanged (SS-13)."""
-        rules.check_session_id(session_id)
-        rules.check_recipe(recipe, user_recipe_values)
-        await self._update(session_id, rules.recipe_fields(recipe, user_recipe_values))
 
     # --- export, import, copy (SS-17 .. SS-19) ----------------------------------------------
 
