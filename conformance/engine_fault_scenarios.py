@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from agentstores.spec.memory_storage import (
     MemoryRetrieval,
@@ -53,6 +53,8 @@ __all__ = ["BULK", "SCENARIOS", "Handles", "Operation", "Scenario", "operations"
 
 #: What a seed hands to the operations: ids the store chose, keyed by a name.
 Handles = dict[str, Any]
+
+S = TypeVar("S")
 
 
 @dataclass(frozen=True)
@@ -105,44 +107,61 @@ def _messages(prefix: str, count: int) -> list[Message]:
     return [Message.text(roles[i % 2], f"{prefix} {i} " + "x" * 40) for i in range(count)]
 
 
+def _operation(name: str, call: Callable[[S, Handles], Awaitable[object]]) -> Operation:
+    """``call`` as an operation whose ``run`` is a coroutine (callers may make a task of it)."""
+
+    async def run(store: Any, handles: Handles) -> object:
+        return await call(store, handles)
+
+    return Operation(name, run)
+
+
+def _scenario(
+    family: Family,
+    seed: Callable[[S], Awaitable[Handles]],
+    observe: Callable[[S], Awaitable[object]],
+    operations: Mapping[str, Callable[[S, Handles], Awaitable[object]]],
+    *,
+    light: str | tuple[str, Callable[[S, Handles], Awaitable[object]]],
+    bulky: tuple[str, Callable[[S, Handles], Awaitable[object]]],
+) -> Scenario:
+    """A family's scenario from its table of operations (in order, compound ones first);
+    ``light`` names one of them or is an operation of its own."""
+    table = tuple(_operation(name, call) for name, call in operations.items())
+    return Scenario(
+        family=family,
+        seed=seed,
+        operations=table,
+        observe=observe,
+        light=(
+            next(op for op in table if op.name == light)
+            if isinstance(light, str)
+            else _operation(*light)
+        ),
+        bulky=_operation(*bulky),
+    )
+
+
 # --- thread/run ------------------------------------------------------------------------------
+
+
+def _run(run_id: str, thread_id: str, agent_id: str, at: int) -> RunRecord:
+    return RunRecord(
+        run_id=run_id, thread_id=thread_id, agent_id=agent_id, created_at=at, updated_at=at
+    )
 
 
 async def _tr_seed(store: ThreadRunStore) -> Handles:
     await store.save_thread(Thread("t1", ThreadMetadata(title="first", custom={"k": [1, 2]})))
-    run1 = RunRecord(run_id="r1", thread_id="t1", agent_id="a", created_at=10, updated_at=10)
+    run1 = _run("r1", "t1", "a", 10)
     await store.checkpoint("t1", _messages("seed", 3), run1)
-    run2 = RunRecord(run_id="r2", thread_id="t2", agent_id="a", created_at=20, updated_at=20)
-    await store.checkpoint("t2", _messages("other", 2), run2)
+    await store.checkpoint("t2", _messages("other", 2), _run("r2", "t2", "a", 20))
     return {"run1": run1}
 
 
 async def _tr_checkpoint(store: ThreadRunStore, handles: Handles) -> None:
     done = replace(handles["run1"], status=RunStatus.DONE, updated_at=30, steps=4)
     await store.checkpoint("t1", _messages("next", 6), done)
-
-
-async def _tr_checkpoint_new(store: ThreadRunStore, handles: Handles) -> None:
-    run3 = RunRecord(run_id="r3", thread_id="t3", agent_id="b", created_at=40, updated_at=40)
-    await store.checkpoint("t3", _messages("new", 2), run3)
-
-
-async def _tr_delete_thread(store: ThreadRunStore, handles: Handles) -> None:
-    await store.delete_thread("t1")
-
-
-async def _tr_save_messages(store: ThreadRunStore, handles: Handles) -> None:
-    await store.save_messages("t2", _messages("replaced", 5))
-
-
-async def _tr_create_run(store: ThreadRunStore, handles: Handles) -> None:
-    await store.create_run(
-        RunRecord(run_id="r4", thread_id="t2", agent_id="c", created_at=50, updated_at=50)
-    )
-
-
-async def _tr_bulky(store: ThreadRunStore, handles: Handles) -> None:
-    await store.save_messages("t1", [Message.text("user", _bulk_text())])
 
 
 async def _tr_observe(store: ThreadRunStore) -> object:
@@ -153,19 +172,24 @@ async def _tr_observe(store: ThreadRunStore) -> object:
     return contents, runs, latest
 
 
-THREAD_RUN = Scenario(
-    family=Family.THREAD_RUN,
-    seed=_tr_seed,
-    operations=(
-        Operation("checkpoint", _tr_checkpoint),
-        Operation("checkpoint_new_thread", _tr_checkpoint_new),
-        Operation("delete_thread", _tr_delete_thread),
-        Operation("save_messages", _tr_save_messages),
-        Operation("create_run", _tr_create_run),
+THREAD_RUN = _scenario(
+    Family.THREAD_RUN,
+    _tr_seed,
+    _tr_observe,
+    {
+        "checkpoint": _tr_checkpoint,
+        "checkpoint_new_thread": lambda store, _: store.checkpoint(
+            "t3", _messages("new", 2), _run("r3", "t3", "b", 40)
+        ),
+        "delete_thread": lambda store, _: store.delete_thread("t1"),
+        "save_messages": lambda store, _: store.save_messages("t2", _messages("replaced", 5)),
+        "create_run": lambda store, _: store.create_run(_run("r4", "t2", "c", 50)),
+    },
+    light="create_run",
+    bulky=(
+        "save_bulky_messages",
+        lambda store, _: store.save_messages("t1", [Message.text("user", _bulk_text())]),
     ),
-    observe=_tr_observe,
-    light=Operation("create_run", _tr_create_run),
-    bulky=Operation("save_bulky_messages", _tr_bulky),
 )
 
 
@@ -183,21 +207,9 @@ async def _ss_seed(store: SessionStore) -> Handles:
     return {"first": first.id, "second": second.id}
 
 
-async def _ss_replace(store: SessionStore, handles: Handles) -> None:
-    await store.replace_conversation(handles["first"], _messages("replaced", 5))
-
-
 async def _ss_import(store: SessionStore, handles: Handles) -> None:
     document = await store.export_session(handles["first"])
     await store.import_session(document)
-
-
-async def _ss_copy(store: SessionStore, handles: Handles) -> None:
-    await store.copy_session(handles["first"], "copy")
-
-
-async def _ss_add(store: SessionStore, handles: Handles) -> None:
-    await store.add_message(handles["first"], Message.text("assistant", "added"))
 
 
 async def _ss_truncate(store: SessionStore, handles: Handles) -> None:
@@ -206,18 +218,6 @@ async def _ss_truncate(store: SessionStore, handles: Handles) -> None:
     assert session.conversation
     stamp = session.conversation[0].created_at
     await store.truncate_conversation(handles["first"], stamp if stamp is not None else 0)
-
-
-async def _ss_delete(store: SessionStore, handles: Handles) -> None:
-    await store.delete_session(handles["first"])
-
-
-async def _ss_create(store: SessionStore, handles: Handles) -> None:
-    await store.create_session("/work/three", "three")
-
-
-async def _ss_bulky(store: SessionStore, handles: Handles) -> None:
-    await store.add_message(handles["first"], Message.text("user", _bulk_text()))
 
 
 async def _ss_observe(store: SessionStore) -> object:
@@ -229,20 +229,29 @@ async def _ss_observe(store: SessionStore) -> object:
     return records, insights
 
 
-SESSION_STORE = Scenario(
-    family=Family.SESSION_STORE,
-    seed=_ss_seed,
-    operations=(
-        Operation("replace_conversation", _ss_replace),
-        Operation("import_session", _ss_import),
-        Operation("copy_session", _ss_copy),
-        Operation("truncate_conversation", _ss_truncate),
-        Operation("delete_session", _ss_delete),
-        Operation("add_message", _ss_add),
+SESSION_STORE = _scenario(
+    Family.SESSION_STORE,
+    _ss_seed,
+    _ss_observe,
+    {
+        "replace_conversation": lambda store, handles: store.replace_conversation(
+            handles["first"], _messages("replaced", 5)
+        ),
+        "import_session": _ss_import,
+        "copy_session": lambda store, handles: store.copy_session(handles["first"], "copy"),
+        "truncate_conversation": _ss_truncate,
+        "delete_session": lambda store, handles: store.delete_session(handles["first"]),
+        "add_message": lambda store, handles: store.add_message(
+            handles["first"], Message.text("assistant", "added")
+        ),
+    },
+    light=("create_session", lambda store, _: store.create_session("/work/three", "three")),
+    bulky=(
+        "add_bulky_message",
+        lambda store, handles: store.add_message(
+            handles["first"], Message.text("user", _bulk_text())
+        ),
     ),
-    observe=_ss_observe,
-    light=Operation("create_session", _ss_create),
-    bulky=Operation("add_bulky_message", _ss_bulky),
 )
 
 
@@ -284,14 +293,6 @@ async def _sv_update_state(store: SessionService, handles: Handles) -> None:
     await store.update_state(await _sv_current(store), {"app:x": 1, "user:y": 2, "z": 3})
 
 
-async def _sv_delete(store: SessionService, handles: Handles) -> None:
-    await store.delete(APP, USER, "s1")
-
-
-async def _sv_create(store: SessionService, handles: Handles) -> None:
-    await store.create(CreateRequest(APP, USER, session_id="s2", state={"app:n": 1, "user:m": 2}))
-
-
 async def _sv_bulky(store: SessionService, handles: Handles) -> None:
     event = Event(author="user", id="e3", content=Message.text("user", _bulk_text()))
     await store.append_event(await _sv_current(store), event)
@@ -305,18 +306,20 @@ async def _sv_observe(store: SessionService) -> object:
     return seen
 
 
-SESSION_SERVICE = Scenario(
-    family=Family.SESSION_SERVICE,
-    seed=_sv_seed,
-    operations=(
-        Operation("append_event", _sv_append),
-        Operation("update_state", _sv_update_state),
-        Operation("delete", _sv_delete),
-        Operation("create", _sv_create),
-    ),
-    observe=_sv_observe,
-    light=Operation("create", _sv_create),
-    bulky=Operation("append_bulky_event", _sv_bulky),
+SESSION_SERVICE = _scenario(
+    Family.SESSION_SERVICE,
+    _sv_seed,
+    _sv_observe,
+    {
+        "append_event": _sv_append,
+        "update_state": _sv_update_state,
+        "delete": lambda store, _: store.delete(APP, USER, "s1"),
+        "create": lambda store, _: store.create(
+            CreateRequest(APP, USER, session_id="s2", state={"app:n": 1, "user:m": 2})
+        ),
+    },
+    light="create",
+    bulky=("append_bulky_event", _sv_bulky),
 )
 
 
@@ -332,34 +335,6 @@ async def _ms_seed(store: MemoryStorage) -> Handles:
         await store.save_message("s1", USER, message)
     await store.save_message("s2", USER, Message.text("user", "elsewhere"))
     return {}
-
-
-async def _ms_save_message(store: MemoryStorage, handles: Handles) -> None:
-    await store.save_message("s1", USER, Message.text("assistant", "added"))
-
-
-async def _ms_cleanup(store: MemoryStorage, handles: Handles) -> None:
-    await store.cleanup_messages_by_limit(USER, "s1", 1)
-
-
-async def _ms_delete_ids(store: MemoryStorage, handles: Handles) -> None:
-    await store.delete_user_memories_by_ids(USER, ["m0", "m2"])
-
-
-async def _ms_clear(store: MemoryStorage, handles: Handles) -> None:
-    await store.clear_user_memories(USER)
-
-
-async def _ms_update(store: MemoryStorage, handles: Handles) -> None:
-    await store.update_user_memory(UserMemory("m1", USER, "likes tea"))
-
-
-async def _ms_save_memory(store: MemoryStorage, handles: Handles) -> None:
-    await store.save_user_memory(UserMemory("m5", USER, "new"))
-
-
-async def _ms_bulky(store: MemoryStorage, handles: Handles) -> None:
-    await store.save_message("s1", USER, Message.text("user", _bulk_text()))
 
 
 async def _ms_observe(store: MemoryStorage) -> object:
@@ -380,19 +355,33 @@ async def _ms_observe(store: MemoryStorage) -> object:
     return memories, summary, conversations, counts
 
 
-MEMORY_STORAGE = Scenario(
-    family=Family.MEMORY_STORAGE,
-    seed=_ms_seed,
-    operations=(
-        Operation("cleanup_messages_by_limit", _ms_cleanup),
-        Operation("delete_user_memories_by_ids", _ms_delete_ids),
-        Operation("clear_user_memories", _ms_clear),
-        Operation("save_message", _ms_save_message),
-        Operation("update_user_memory", _ms_update),
+MEMORY_STORAGE = _scenario(
+    Family.MEMORY_STORAGE,
+    _ms_seed,
+    _ms_observe,
+    {
+        "cleanup_messages_by_limit": lambda store, _: store.cleanup_messages_by_limit(
+            USER, "s1", 1
+        ),
+        "delete_user_memories_by_ids": lambda store, _: store.delete_user_memories_by_ids(
+            USER, ["m0", "m2"]
+        ),
+        "clear_user_memories": lambda store, _: store.clear_user_memories(USER),
+        "save_message": lambda store, _: store.save_message(
+            "s1", USER, Message.text("assistant", "added")
+        ),
+        "update_user_memory": lambda store, _: store.update_user_memory(
+            UserMemory("m1", USER, "likes tea")
+        ),
+    },
+    light=(
+        "save_user_memory",
+        lambda store, _: store.save_user_memory(UserMemory("m5", USER, "new")),
     ),
-    observe=_ms_observe,
-    light=Operation("save_user_memory", _ms_save_memory),
-    bulky=Operation("save_bulky_message", _ms_bulky),
+    bulky=(
+        "save_bulky_message",
+        lambda store, _: store.save_message("s1", USER, Message.text("user", _bulk_text())),
+    ),
 )
 
 
@@ -420,24 +409,6 @@ async def _st_seed(store: StateSessionStore) -> Handles:
     return {}
 
 
-async def _st_save(store: StateSessionStore, handles: Handles) -> None:
-    await store.save_session_state(
-        "s1", USER, agent=Module({"memory": ["c"]}), planner=Module({"plan": {"step": 2}})
-    )
-
-
-async def _st_delete(store: StateSessionStore, handles: Handles) -> None:
-    await store.delete_session_state("s1", USER)
-
-
-async def _st_new(store: StateSessionStore, handles: Handles) -> None:
-    await store.save_session_state("s3", USER, agent=Module({"memory": ["new"]}))
-
-
-async def _st_bulky(store: StateSessionStore, handles: Handles) -> None:
-    await store.save_session_state("s1", USER, agent=Module({"memory": [_bulk_text()]}))
-
-
 async def _st_observe(store: StateSessionStore) -> object:
     seen = {}
     for session in await store.list_sessions(USER):
@@ -447,17 +418,26 @@ async def _st_observe(store: StateSessionStore) -> object:
     return seen
 
 
-STATE_SESSION = Scenario(
-    family=Family.STATE_SESSION,
-    seed=_st_seed,
-    operations=(
-        Operation("save_session_state", _st_save),
-        Operation("delete_session_state", _st_delete),
-        Operation("save_new_session", _st_new),
+STATE_SESSION = _scenario(
+    Family.STATE_SESSION,
+    _st_seed,
+    _st_observe,
+    {
+        "save_session_state": lambda store, _: store.save_session_state(
+            "s1", USER, agent=Module({"memory": ["c"]}), planner=Module({"plan": {"step": 2}})
+        ),
+        "delete_session_state": lambda store, _: store.delete_session_state("s1", USER),
+        "save_new_session": lambda store, _: store.save_session_state(
+            "s3", USER, agent=Module({"memory": ["new"]})
+        ),
+    },
+    light="save_new_session",
+    bulky=(
+        "save_bulky_state",
+        lambda store, _: store.save_session_state(
+            "s1", USER, agent=Module({"memory": [_bulk_text()]})
+        ),
     ),
-    observe=_st_observe,
-    light=Operation("save_new_session", _st_new),
-    bulky=Operation("save_bulky_state", _st_bulky),
 )
 
 
