@@ -28,16 +28,15 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
 import redis
 
 from . import server
-from .server import LifespanNotEntered, RedisServerError
+from .server import RedisServerError, SharedLifespan, _launch, _ready, _stop
 
 __all__ = [
     "CLUSTER_URL_VARIABLE",
@@ -58,7 +57,6 @@ CLUSTER_URL_VARIABLE = "AGENTSTORES_REDIS_CLUSTER_URL"
 _NODE_START_TIMEOUT = 10.0
 _CREATE_TIMEOUT = 60.0
 _SETTLE_TIMEOUT = 30.0
-_STOP_TIMEOUT = 5.0
 #: The cluster bus listens on the client port + 10000: both must be free.
 _BUS_OFFSET = 10_000
 _PORT_ATTEMPTS = 50
@@ -179,17 +177,6 @@ def _tail(path: str, size: int = 600) -> str:
             return handle.read()[-size:]
     except OSError:
         return ""
-
-
-def _stop(process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(sig)
-    try:
-        process.wait(timeout=_STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 class LocalCluster:
@@ -361,56 +348,29 @@ class LocalCluster:
             _stop(node.process)
 
 
-def _answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
-            conn.sendall(b"PING\r\n")
-            return conn.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 def _start_node(binary: str, port: int, directory: str, node_timeout_ms: int) -> ClusterNode:
     log = os.path.join(directory, f"redis-{port}.log")
-    command = [
+    process = _launch(
         binary,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
+        port,
+        directory,
+        log,
         "--cluster-enabled",
         "yes",
         "--cluster-config-file",
         os.path.join(directory, f"nodes-{port}.conf"),
         "--cluster-node-timeout",
         str(node_timeout_ms),
-        "--save",
-        "",
-        "--appendonly",
-        "no",
         # A replica's first sync would otherwise wait 5 s for more replicas to join it.
         "--repl-diskless-sync-delay",
         "0",
-        "--dir",
-        directory,
-        "--daemonize",
-        "no",
-        "--logfile",
-        log,
-    ]
-    process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    node = ClusterNode(port, process, log)
-    deadline = time.monotonic() + _NODE_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ClusterError(f"redis-server on port {port} exited; its log ends:\n{_tail(log)}")
-        if _answers_ping(port):
-            return node
-        time.sleep(0.02)
-    _stop(process)
-    raise ClusterError(f"redis-server on port {port} did not answer within {_NODE_START_TIMEOUT} s")
+    timed_out = ClusterError(
+        f"redis-server on port {port} did not answer within {_NODE_START_TIMEOUT} s"
+    )
+    if not _ready(process, port, timeout=_NODE_START_TIMEOUT, timed_out=timed_out):
+        raise ClusterError(f"redis-server on port {port} exited; its log ends:\n{_tail(log)}")
+    return ClusterNode(port, process, log)
 
 
 def _start_on_a_free_port(
@@ -502,12 +462,24 @@ def local_cluster(
                 _stop(node.process)
 
 
-# --- the kit's lifespan --------------------------------------------------------------------
+# --- the kit's lifespan ---------------------------------------------------------------------
 
-_lock = threading.RLock()
-_depth = 0
-_url: str | None = None
-_cluster = ExitStack()
+
+@contextmanager
+def _local_cluster_url() -> Iterator[str]:
+    with local_cluster() as cluster:
+        yield cluster.url
+
+
+_LIFESPAN = SharedLifespan(
+    CLUSTER_URL_VARIABLE,
+    _local_cluster_url,
+    not_entered=(
+        "the Redis Cluster backend's lifespan is not entered: run the stores inside "
+        "'with agentstores.reference.redis.cluster.kit_lifespan():' (the kit does this "
+        "through Backend.lifespan), or pass a cluster URL or client to the store yourself"
+    ),
+)
 
 
 def current_url() -> str:
@@ -518,18 +490,10 @@ def current_url() -> str:
             before opening stores; code that opens stores itself wraps them in
             ``with kit_lifespan():`` or gives the store a cluster URL or client).
     """
-    with _lock:
-        if _url is None:
-            raise LifespanNotEntered(
-                "the Redis Cluster backend's lifespan is not entered: run the stores inside "
-                "'with agentstores.reference.redis.cluster.kit_lifespan():' (the kit does this "
-                "through Backend.lifespan), or pass a cluster URL or client to the store yourself"
-            )
-        return _url
+    return _LIFESPAN.current_url()
 
 
-@contextmanager
-def kit_lifespan() -> Iterator[None]:
+def kit_lifespan() -> AbstractContextManager[None]:
     """Provide a Redis Cluster for the kit while entered; nested entries share one cluster.
 
     Uses the cluster named by ``$AGENTSTORES_REDIS_CLUSTER_URL`` if set (never flushed or
@@ -538,23 +502,7 @@ def kit_lifespan() -> Iterator[None]:
     left. While a local cluster runs, a node's URL is in ``$AGENTSTORES_REDIS_CLUSTER_URL``, so
     that child processes of the kit (its multi-process checks) reach the same cluster.
     """
-    global _depth, _url
-    with _lock:
-        if _depth == 0:
-            given = os.environ.get(CLUSTER_URL_VARIABLE, "").strip()
-            _url = given or _cluster.enter_context(local_cluster()).url
-            if not given:
-                os.environ[CLUSTER_URL_VARIABLE] = _url
-                _cluster.callback(os.environ.pop, CLUSTER_URL_VARIABLE, None)
-        _depth += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0:
-                _url = None
-                _cluster.close()
+    return _LIFESPAN.entered()
 
 
 def kit_url(*, cluster: bool) -> str:

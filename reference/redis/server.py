@@ -7,6 +7,8 @@
   :class:`agentstores.conformance.backend.Backend`): it uses the server named by the
   environment variable :data:`URL_VARIABLE` if set, else a disposable one, and makes its URL
   available to the openers through :func:`current_url`.
+* :class:`SharedLifespan` is the reference count behind it, shared with the cluster backend's
+  lifespan (:mod:`agentstores.reference.redis.cluster`).
 
 A server named by :data:`URL_VARIABLE` belongs to the user: the kit never flushes or scans it;
 every store it opens writes under its own unique key prefix.
@@ -18,18 +20,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 
 __all__ = [
     "URL_VARIABLE",
     "LifespanNotEntered",
     "RedisServerError",
+    "SharedLifespan",
     "current_url",
     "disposable_server",
     "kit_lifespan",
@@ -70,10 +74,11 @@ def _answers_ping(port: int) -> bool:
         return False
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def _stop(process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` (default: terminate); kill the process if it has not stopped in time."""
     if process.poll() is not None:
         return
-    process.terminate()
+    process.send_signal(sig)
     try:
         process.wait(timeout=_STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -81,14 +86,18 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def _start(binary: str, port: int, directory: str) -> subprocess.Popen[bytes] | None:
-    """Start the server on ``port``; the process once it answers PING, None if it exited."""
+def _launch(
+    binary: str, port: int, directory: str, log: str, *options: str
+) -> subprocess.Popen[bytes]:
+    """Start ``redis-server`` on the loopback ``port`` with ``options``, keeping nothing on
+    disk, working in ``directory`` and logging to ``log``; it is not ready yet."""
     command = [
         binary,
         "--port",
         str(port),
         "--bind",
         "127.0.0.1",
+        *options,
         "--save",
         "",
         "--appendonly",
@@ -98,20 +107,36 @@ def _start(binary: str, port: int, directory: str) -> subprocess.Popen[bytes] | 
         "--daemonize",
         "no",
         "--logfile",
-        os.path.join(directory, "redis.log"),
+        log,
     ]
-    process = subprocess.Popen(
+    return subprocess.Popen(
         command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + _START_TIMEOUT
+
+
+def _ready(
+    process: subprocess.Popen[bytes], port: int, *, timeout: float, timed_out: RedisServerError
+) -> bool:
+    """Wait until the server answers PING on ``port`` (True) or its process exits (False);
+    after ``timeout`` seconds, stop it and raise ``timed_out``."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            return None  # most likely the port was taken meanwhile; the caller retries
+            return False
         if _answers_ping(port):
-            return process
+            return True
         time.sleep(0.02)
     _stop(process)
-    raise RedisServerError(f"redis-server did not answer PING within {_START_TIMEOUT:.0f} s")
+    raise timed_out
+
+
+def _start(binary: str, port: int, directory: str) -> subprocess.Popen[bytes] | None:
+    """Start the server on ``port``; the process once it answers PING, None if it exited."""
+    process = _launch(binary, port, directory, os.path.join(directory, "redis.log"))
+    timed_out = RedisServerError(f"redis-server did not answer PING within {_START_TIMEOUT:.0f} s")
+    if _ready(process, port, timeout=_START_TIMEOUT, timed_out=timed_out):
+        return process
+    return None  # most likely the port was taken meanwhile; the caller retries
 
 
 @contextmanager
@@ -152,14 +177,76 @@ def disposable_server(*, binary: str = "redis-server") -> Iterator[str]:
             _stop(process)
 
 
-# --- the kit's lifespan --------------------------------------------------------------------
+# --- the kit's lifespan ---------------------------------------------------------------------
 
-# One lock guards the counter, the URL and the start/stop of the shared server, so that a
-# nested or concurrent entry never sees a half-started server.
-_lock = threading.RLock()
-_depth = 0
-_url: str | None = None
-_server = ExitStack()
+
+class SharedLifespan:
+    """A server (or cluster) the kit shares while entered: the outermost entry uses the one
+    named by the environment variable ``variable``, or else starts one with ``start`` (a
+    context manager yielding its URL) and puts its URL in ``variable`` for child processes;
+    the last exit stops it.
+
+    One lock guards the counter, the URL and the start/stop, so that a nested or concurrent
+    entry never sees a half-started server.
+
+    Args:
+        variable: the environment variable that names an existing server.
+        start: starts a disposable server and yields its URL; stops it on exit.
+        not_entered: the message of :class:`LifespanNotEntered` when no entry is open.
+    """
+
+    def __init__(
+        self,
+        variable: str,
+        start: Callable[[], AbstractContextManager[str]],
+        *,
+        not_entered: str,
+    ) -> None:
+        self._variable = variable
+        self._start = start
+        self._not_entered = not_entered
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._url: str | None = None
+        self._server = ExitStack()
+
+    def current_url(self) -> str:
+        """The URL of the shared server; LifespanNotEntered if no entry is open."""
+        with self._lock:
+            if self._url is None:
+                raise LifespanNotEntered(self._not_entered)
+            return self._url
+
+    @contextmanager
+    def entered(self) -> Iterator[None]:
+        """Hold the shared server while entered; nested entries share it."""
+        with self._lock:
+            if self._depth == 0:
+                given = os.environ.get(self._variable, "").strip()
+                self._url = given or self._server.enter_context(self._start())
+                if not given:
+                    os.environ[self._variable] = self._url
+                    self._server.callback(os.environ.pop, self._variable, None)
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._url = None
+                    self._server.close()
+
+
+_LIFESPAN = SharedLifespan(
+    URL_VARIABLE,
+    disposable_server,
+    not_entered=(
+        "the Redis backend's lifespan is not entered: run the stores inside "
+        "'with agentstores.reference.redis.server.kit_lifespan():' (the kit does this "
+        "through Backend.lifespan), or pass a URL to the store yourself"
+    ),
+)
 
 
 def current_url() -> str:
@@ -170,18 +257,10 @@ def current_url() -> str:
             opening stores; code that opens stores itself wraps them in ``with kit_lifespan():``
             or constructs the store with an explicit URL.
     """
-    with _lock:
-        if _url is None:
-            raise LifespanNotEntered(
-                "the Redis backend's lifespan is not entered: run the stores inside "
-                "'with agentstores.reference.redis.server.kit_lifespan():' (the kit does this "
-                "through Backend.lifespan), or pass a URL to the store yourself"
-            )
-        return _url
+    return _LIFESPAN.current_url()
 
 
-@contextmanager
-def kit_lifespan() -> Iterator[None]:
+def kit_lifespan() -> AbstractContextManager[None]:
     """Provide a Redis server for the kit while entered; nested entries share one server.
 
     Uses the server named by ``$AGENTSTORES_REDIS_URL`` if set (never flushed or scanned: each
@@ -190,20 +269,4 @@ def kit_lifespan() -> Iterator[None]:
     server runs, its URL is in ``$AGENTSTORES_REDIS_URL``, so that the child processes of the
     kit's fault checks (which enter this lifespan too) reach the same server.
     """
-    global _depth, _url
-    with _lock:
-        if _depth == 0:
-            given = os.environ.get(URL_VARIABLE, "").strip()
-            _url = given or _server.enter_context(disposable_server())
-            if not given:
-                os.environ[URL_VARIABLE] = _url
-                _server.callback(os.environ.pop, URL_VARIABLE, None)
-        _depth += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0:
-                _url = None
-                _server.close()
+    return _LIFESPAN.entered()
