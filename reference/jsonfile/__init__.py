@@ -3,7 +3,9 @@ writes (temp file, fsync, rename), append-only logs, inter-process file locks.
 
 ``BACKEND`` plugs it into the kit (registered as ``json``); each family's store class is in the
 module of the family's name and can be used directly in production. ``_faults`` holds the
-``fault_injection`` hook through which the kit makes the engine fail (``engine_faults``).
+``fault_injection`` hook through which the kit makes the engine fail (``engine_faults``), and
+``_layout`` the layout versions of the session store and session service directories (a
+directory of the layout before the record logs is migrated in place, or refused).
 """
 
 from agentstores.conformance.backend import Backend, Capability, Family

@@ -29,7 +29,9 @@ A JSON store is one directory. This module gives each family the same small set 
   (:meth:`StoreDirectory.new_change_mark`): random values a store rewrites before it makes a
   kind of change, so that store objects that cache what they read between operations (the
   session store and session service) know, with one read, whether another object or process
-  changed something since.
+  changed something since. It also keeps the descriptors of the last few files appended to
+  open between operations (:meth:`StoreDirectory.open_file`), so that an append costs no
+  ``open`` and ``close``; a kept descriptor is used only while its file is still linked.
 
 The append-only, checksummed record logs in which the session store and the session service
 keep conversations are in :mod:`._records`.
@@ -39,7 +41,9 @@ read-modify-write must hold the file lock from its first read to its last write,
 be abandoned half-way when the awaiting task is cancelled. :meth:`StoreDirectory.run` hands a
 plain function to a worker thread that takes the lock, runs the function and releases the lock;
 a cancelled caller stops waiting, but the thread finishes the operation and only then lets the
-next one in. The event loop never blocks on disk or on the lock.
+next one in. The event loop never blocks on disk or on the lock. The worker threads are a pool of
+this module's that hands each job to the most recently idle thread and the result back with one
+``call_soon_threadsafe`` (:class:`_WorkerPool`): one thread hand-off each way per operation.
 
 Everything here is synchronous and must run inside :meth:`StoreDirectory.run` (that is, holding
 the lock), except :func:`name_for`, :func:`encode_json` and :func:`decode_json`. POSIX only
@@ -69,15 +73,18 @@ writes nothing and later changes to the caller's objects are not stored, G-5, G-
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import json
 import os
+import queue
 import secrets
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar, cast
@@ -129,6 +136,8 @@ MARK_SERVICE_SESSIONS = 1
 MARK_SERVICE_SHARED = 2
 MARK_SERVICE_CHANGES = 3
 _MARK_SIZE = 16
+#: Descriptors a store directory keeps open between operations (StoreDirectory.open_file).
+_OPEN_FILES = 16
 _JOURNAL_FORMAT = "agentstores-journal/1"
 _LOG_FORMAT = "agentstores-jsonl/1"
 _READ_CHUNK = 1 << 16
@@ -452,10 +461,23 @@ class Transaction:
         # One entry per log file: two appends to one log must not both start at its old end.
         self._appends: dict[Path, tuple[JsonLinesLog, list[JSONValue]]] = {}
         self._writes: list[tuple[Path, int, bytes]] = []
+        self._staged: list[tuple[Path, Path]] = []  # (temp file written already, target)
 
     def replace(self, path: Path, data: bytes) -> None:
         """Set the whole contents of ``path`` (a file under the root) to ``data``."""
         self._replaces.append((path, data))
+
+    def stage(self, path: Path, data: bytes) -> None:
+        """As :meth:`replace`, but ``data`` goes to its (fsynced) temp file now, so that a
+        transaction of many large files does not hold them all in memory. Call
+        :meth:`discard` if the transaction is given up before :meth:`commit`."""
+        self._staged.append((_write_temp(path, data, sync=self.sync, directory=self.root), path))
+
+    def discard(self) -> None:
+        """Give the transaction up before :meth:`commit`: remove the staged temp files."""
+        for temp, _ in self._staged:
+            _unlink_quietly(temp)
+        self._staged.clear()
 
     def remove(self, path: Path) -> None:
         """Remove ``path`` if it exists."""
@@ -474,12 +496,12 @@ class Transaction:
     def commit(self) -> None:
         """Apply every collected change, all or nothing."""
         count = len(self._replaces) + len(self._removes) + len(self._appends) + len(self._writes)
-        if count == 0:
+        if count == 0 and not self._staged:
             return
-        if count == 1:
+        if count == 1 and not self._staged:
             self._commit_single()
             return
-        temps: list[tuple[Path, Path]] = []
+        temps: list[tuple[Path, Path]] = self._staged
         try:
             # The temp files go in the root: the fsync of the root that makes the journal
             # durable makes their names durable too, so the journal never names a temp file
@@ -640,6 +662,13 @@ class _Ticket:
             return True
 
 
+def _close_all(files: dict[Path, int]) -> None:
+    """Close the kept descriptors ``files`` (at close, or when the directory is collected)."""
+    while files:
+        with contextlib.suppress(OSError):
+            os.close(files.popitem()[1])
+
+
 def is_watched(mark: bytes | None) -> bool:
     """Whether a change mark was written by a reader that caches against it (see
     :meth:`StoreDirectory.new_change_mark`); an unknown mark (None) counts as watched."""
@@ -654,23 +683,101 @@ def _give_up(future: asyncio.Future[Any], ticket: _Ticket) -> None:
         future.cancel()
 
 
-_executor_lock = threading.Lock()
-_executor: ThreadPoolExecutor | None = None
+class _Worker:
+    """One thread of the :class:`_WorkerPool`: runs the jobs handed to it, one at a time."""
+
+    def __init__(self, pool: _WorkerPool, number: int) -> None:
+        self.jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self.pool = pool
+        self.thread = threading.Thread(
+            target=self._serve, name=f"{WORKER_PREFIX}-{number}", daemon=True
+        )
+
+    def _serve(self) -> None:
+        job: _Job | None = self.jobs.get()
+        while job is not None:
+            settle = job()
+            del job  # drop the job (and what it holds) before waiting for the next one
+            # Back in the pool before the caller learns the result, so that the caller's next
+            # operation finds this thread idle instead of starting another one.
+            job = self.pool.finished(self)
+            settle()
+            del settle
+            if job is None:
+                job = self.jobs.get()
 
 
-def _shared_executor() -> ThreadPoolExecutor:
-    """The worker threads of all JSON stores, kept apart from the loop's default executor.
+#: A job run by a worker: it does the work and returns the call that hands the outcome back
+#: to the caller's loop (made once the worker is back in the pool). It raises nothing.
+_Job = Callable[[], Callable[[], None]]
 
-    A worker may sit in ``flock`` while another process holds the lock; a pool of its own
-    keeps that from starving unrelated ``asyncio.to_thread`` users.
+
+class _WorkerPool:
+    """The worker threads of all JSON stores: at most ``limit``, started as needed.
+
+    An idle worker is reused last-in first-out, so a store running one operation after another
+    keeps handing them to the same thread (a ``ThreadPoolExecutor`` wakes whichever idle thread
+    comes first and, when an operation follows the previous one's result quickly, often starts
+    a new thread: both cost a cold thread per operation). Jobs beyond ``limit`` running ones
+    wait in a backlog. A worker may sit in ``flock`` while another process holds the lock; a
+    pool of its own keeps that from starving the loop's default executor.
+
+    The threads are daemons: the interpreter's exit does not wait for an operation in flight,
+    which is then a crash of the process, which the stores survive (``crash_safe``).
     """
-    global _executor
-    if _executor is not None:
-        return _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="agentstores-json")
-        return _executor
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self._backlog: collections.deque[_Job] = collections.deque()
+        self._started = 0
+
+    def submit(self, job: _Job) -> None:
+        """Run ``job`` in a worker thread, as soon as one is free."""
+        with self._lock:
+            if self._idle:
+                worker = self._idle.pop()
+            elif self._started < self.limit:
+                self._started += 1
+                worker = _Worker(self, next(_worker_numbers))
+                worker.thread.start()
+            else:
+                self._backlog.append(job)
+                return
+        worker.jobs.put(job)
+
+    def finished(self, worker: _Worker) -> _Job | None:
+        """Worker side, after a job: the next job of the backlog, or None (then it is idle)."""
+        with self._lock:
+            if self._backlog:
+                return self._backlog.popleft()
+            self._idle.append(worker)
+            return None
+
+    def forget_threads(self) -> None:
+        """In a child process after ``fork``: the parent's threads do not exist here."""
+        self._lock = threading.Lock()
+        self._idle = []
+        self._backlog.clear()
+        self._started = 0
+
+
+#: The name prefix of the worker threads (the fault-injection hook counts calls made in them).
+WORKER_PREFIX = "agentstores-json"
+_worker_numbers = itertools.count()
+_pool = _WorkerPool(32)
+os.register_at_fork(after_in_child=_pool.forget_threads)
+
+
+def _settle(future: asyncio.Future[T], result: T | None, error: BaseException | None) -> None:
+    """In the loop's thread: give the caller the outcome, unless it stopped waiting."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(cast(T, result))
 
 
 class StoreDirectory:
@@ -685,6 +792,9 @@ class StoreDirectory:
         lock_timeout: seconds an operation waits for the directory's lock while another store
             object or process holds it (default :data:`DEFAULT_LOCK_TIMEOUT`), after which it
             fails with StorageUnavailable and does nothing; None waits as long as it takes.
+        on_prepare: called once per object, holding the lock, after recovery and before the
+            first operation (a family checks its layout there, see :mod:`._layout`); if it
+            raises, the operation fails and the next one calls it again.
 
     Every operation goes through :meth:`run`, which serialises it against the other tasks of
     this object (an ``asyncio.Lock``) and against every other store object and process on the
@@ -705,6 +815,7 @@ class StoreDirectory:
         subdirectories: Sequence[str] = (),
         sync: bool = True,
         lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+        on_prepare: Callable[[], None] | None = None,
     ) -> None:
         if lock_timeout is not None and not lock_timeout >= 0:
             raise InvalidArgument("lock_timeout must be None or a number of seconds >= 0")
@@ -712,10 +823,17 @@ class StoreDirectory:
         self.lock_timeout = lock_timeout
         self.sync = sync
         self.subdirectories = tuple(subdirectories)
+        self.on_prepare = on_prepare
         self._lock = asyncio.Lock()
         self._prepared = False
         self._closed = False
         self._lock_fd: int | None = None  # the lock file, while an operation runs
+        # Descriptors kept open between operations (open_file), most recently used last; the
+        # files lock guards them against close() while an abandoned operation still runs.
+        self._files: collections.OrderedDict[Path, int] = collections.OrderedDict()
+        self._files_lock = threading.Lock()
+        self._operating = False
+        weakref.finalize(self, _close_all, self._files)
         self._lock_file = os.path.join(self.path, LOCK_NAME)
         self._journal_file = os.path.join(self.path, JOURNAL_NAME)
 
@@ -766,6 +884,40 @@ class StoreDirectory:
         os.pwrite(self._lock_fd, mark, slot * _MARK_SIZE)
         return bytes(mark)
 
+    def open_file(self, path: Path) -> tuple[int, int] | None:
+        """A read-write descriptor of the existing file ``path`` and its size now, or None if
+        there is no such file (inside :meth:`run`).
+
+        The descriptor belongs to the directory, which keeps the last few open between
+        operations, so that an append to a file written recently costs no ``open`` and no
+        ``close``: do not close it, and do not use it after the operation. A kept descriptor
+        is used only while its file is still linked (``fstat``, which gives the size anyway):
+        the stores replace a file by renaming a new one over it or remove it, never rename a
+        live file away, so a linked file is the one at ``path``; a replaced or removed one is
+        closed and ``path`` opened again.
+        """
+        fd = self._files.get(path)
+        if fd is not None:
+            status = os.fstat(fd)
+            if status.st_nlink > 0:
+                self._files.move_to_end(path)
+                return fd, status.st_size
+            del self._files[path]
+            os.close(fd)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            size = os.fstat(fd).st_size
+        except BaseException:
+            os.close(fd)
+            raise
+        self._files[path] = fd
+        if len(self._files) > _OPEN_FILES:
+            os.close(self._files.popitem(last=False)[1])
+        return fd, size
+
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
@@ -787,7 +939,23 @@ class StoreDirectory:
                 raise StorageUnavailable("the store is closed")
             loop = asyncio.get_running_loop()
             ticket = _Ticket()
-            future = loop.run_in_executor(_shared_executor(), self._locked, operation, ticket)
+            future: asyncio.Future[T] = loop.create_future()
+
+            def job() -> Callable[[], None]:
+                result: T | None = None
+                error: BaseException | None = None
+                try:
+                    result = self._locked(operation, ticket)
+                except BaseException as exc:  # handed to the caller
+                    error = exc
+
+                def settle() -> None:
+                    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                        loop.call_soon_threadsafe(_settle, future, result, error)
+
+                return settle
+
+            _pool.submit(job)
             # A timer rather than asyncio.wait_for: this runs for every operation, and the
             # timer costs a fraction of wait_for and shield.
             timer = None
@@ -825,10 +993,16 @@ class StoreDirectory:
                 elif self._journal_left():
                     recover(self.path, sync=self.sync)
                 self._lock_fd = fd
+                with self._files_lock:
+                    self._operating = True
                 try:
                     return operation()
                 finally:
                     self._lock_fd = None
+                    with self._files_lock:
+                        self._operating = False
+                        if self._closed:  # closed while this abandoned operation ran
+                            _close_all(self._files)
             finally:
                 os.close(fd)  # closing the descriptor releases the flock
         except StoreError:
@@ -851,12 +1025,17 @@ class StoreDirectory:
         sweep_temp_files(self.path)
         for name in self.subdirectories:
             sweep_temp_files(self.path / name)
+        if self.on_prepare is not None:
+            self.on_prepare()
         self._prepared = True
 
     async def close(self) -> None:
         """Wait for the running operation, then refuse further ones (idempotent).
 
-        Nothing stays open between operations, so there is nothing else to release.
+        The descriptors kept open between operations (:meth:`open_file`) are closed.
         """
         async with self._lock:
-            self._closed = True
+            with self._files_lock:
+                self._closed = True
+                if not self._operating:  # else the operation closes them when it ends
+                    _close_all(self._files)

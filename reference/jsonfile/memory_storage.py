@@ -14,10 +14,11 @@ other families may share the namespace directory. Layout::
 ``<name>`` is :func:`~._files.name_for`, injective over ids and tuples of ids, so no two users
 or (session, user) pairs share a file and no id names a path outside the directory (G-2).
 
-Costs: saving a message appends one line (O(1), it never reads the conversation): one open of
-the log, one read of its last chunk (for the last line's ``seq`` and the end of its last
-complete line, where a torn append from a crash is cut off), one write and one fsync; only the
-first message of a conversation also records the session in the user's list (a transaction).
+Costs: saving a message appends one line (O(1), it never reads the conversation): an fstat of
+the log (whose descriptor the store keeps open between appends), one read of its last chunk
+(for the last line's ``seq`` and the end of its last complete line, where a torn append from a
+crash is cut off), one write and one fsync; only the first message of a conversation also
+records the session in the user's list (a transaction).
 Reading the newest N reads the log backwards until N lines are found; the count is the last
 line's ``seq`` + 1 (positions are renumbered from 0 whenever a log is rewritten); clean-up by limit
 reads and rewrites only the kept tail of that one conversation. A user's memories are one file,
@@ -118,7 +119,7 @@ def _read_tail(file: BinaryIO, name: str, count: int) -> list[JSONValue]:
         return [decode_json(line, what=f"line of {name}") for line in lines[-count:]]
 
 
-def _last_seq(file: BinaryIO, name: str, size: int) -> tuple[int | None, int]:
+def _last_seq(fd: int, name: str, size: int) -> tuple[int | None, int]:
     """The ``seq`` of the last complete line of a conversation log of ``size`` bytes (None if
     it has none, only its header or not even that) and its valid end (after that line)."""
     position = size
@@ -128,8 +129,7 @@ def _last_seq(file: BinaryIO, name: str, size: int) -> tuple[int | None, int]:
     while position > 0:
         start = max(0, position - chunk)
         chunk = _TAIL_CHUNK
-        file.seek(start)
-        buffer = file.read(position - start) + (buffer if end >= 0 else b"")
+        buffer = _pread(fd, position - start, start) + (buffer if end >= 0 else b"")
         position = start
         if end < 0:
             newline = buffer.rfind(b"\n")
@@ -145,6 +145,19 @@ def _last_seq(file: BinaryIO, name: str, size: int) -> tuple[int | None, int]:
                 return int(match[1]), end
             return _seq(decode_json(line, what=f"line of {name}"), name), end
     return None, max(end, 0)  # the only complete line, if any, is the header
+
+
+def _pread(fd: int, size: int, offset: int) -> bytes:
+    """Exactly ``size`` bytes at ``offset`` (fewer only at the end of the file)."""
+    pieces = []
+    while size > 0:
+        piece = os.pread(fd, size, offset)
+        if not piece:
+            break
+        pieces.append(piece)
+        size -= len(piece)
+        offset += len(piece)
+    return b"".join(pieces)
 
 
 def _message_of(obj: JSONValue) -> Message:
@@ -499,30 +512,22 @@ class JSONMemoryStorage:
 
         def save() -> ConversationMessage:
             log = self._conversation(session_id, user_id)
-            try:
-                file = open(log.path, "r+b", buffering=0)  # noqa: SIM115 - closed below
-            except FileNotFoundError:
-                file = None
-            if file is not None:
-                with file:
-                    # One open, one read of the tail, one write and one fsync.
-                    size = os.fstat(file.fileno()).st_size
-                    last, end = _last_seq(file, log.path.name, size)
-                    if last is not None:
-                        now = self._clock()
-                        record = ConversationMessage(message_id, session_id, user_id, stored, now)
-                        if type(now) is int:
-                            data = b'{"seq":%d%s%d,"message":%s}\n' % (
-                                last + 1,
-                                middle,
-                                now,
-                                encoded,
-                            )
-                        else:  # whatever the clock gave, stored as JSON encodes it
-                            line = {"seq": last + 1, **rules.conversation_message_to_json(record)}
-                            data = JsonLinesLog.encode([line])
-                        append_at(file.fileno(), end, size, data, sync=log.sync)
-                        return record
+            # The log's descriptor is kept open between appends (StoreDirectory.open_file):
+            # one fstat, one read of the tail, one write and one fsync.
+            opened = self._dir.open_file(log.path)
+            if opened is not None:
+                fd, size = opened
+                last, end = _last_seq(fd, log.path.name, size)
+                if last is not None:
+                    now = self._clock()
+                    record = ConversationMessage(message_id, session_id, user_id, stored, now)
+                    if type(now) is int:
+                        data = b'{"seq":%d%s%d,"message":%s}\n' % (last + 1, middle, now, encoded)
+                    else:  # whatever the clock gave, stored as JSON encodes it
+                        line = {"seq": last + 1, **rules.conversation_message_to_json(record)}
+                        data = JsonLinesLog.encode([line])
+                    append_at(fd, end, size, data, sync=log.sync)
+                    return record
             # A new conversation: the user's session list learns of it too.
             record = ConversationMessage(message_id, session_id, user_id, stored, self._clock())
             line = {"seq": 0, **rules.conversation_message_to_json(record)}

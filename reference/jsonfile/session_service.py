@@ -6,6 +6,12 @@ One directory per store (:class:`~._files.StoreDirectory`), laid out as::
     sv_pairs/<name>.log      the ids of one (app, user) pair's sessions, one record each (SV-6)
     sv_apps/<name>.json      an app's ``app:`` state (SV-8)
     sv_users/<name>.json     a pair's ``user:`` state (SV-8)
+    session_service.layout.json   the layout marker: version 2 (see :mod:`._layout`)
+
+A directory of the earlier layout (version 1, no marker: ``sv_sessions/<name>.json`` session
+records, ``sv_events/`` JSON Lines event logs, ``sv_event_ids/`` markers, ``sv_pairs/*.json``)
+is migrated in place by the first store object that uses it, in one journaled transaction, or
+refused with StorageUnavailable if its files are damaged (:mod:`._layout`).
 
 ``<name>`` is :func:`~._files.name_for` of a fixed kind and the ids, so any ids are stored in
 isolation and never name a path outside the directory (G-2, SV-26); every file keeps its ids
@@ -24,15 +30,16 @@ event's delta has session keys. So the whole current session is the last record'
 at most two records it points to: opening a session reads O(1) records, whatever its length.
 
 Cost: an append (event, state or metadata) is one record appended to one log: one write and one
-fsync. Only a delta with ``app:`` or ``user:`` keys also replaces the shared state files; then
-the record and the files are one :class:`~._files.Transaction` (journaled). Duplicate event ids
-(SV-13) are found in the set of the session's event ids, read from the log's summaries the first
-time a store object appends to the session and kept up to date after that. Events are read in
-SV-16's order (timestamp, then ``n``); the newest ``k`` are read from the end of the log
-backwards, stopping as soon as no earlier record can be among them: a record whose ``mx`` is not
-above the ``k``-th newest timestamp found so far ends the search (earlier events are older by
-time, or by append order on a tie). So a session whose events arrive in time order costs ``k``
-records, whatever its length. ``search`` reads every event of the pair's sessions.
+fsync, to a descriptor the store keeps open between operations
+(:meth:`~._files.StoreDirectory.open_file`). Only a delta with ``app:`` or ``user:`` keys also
+replaces the shared state files; then the record and the files are one :class:`~._files.Transaction`
+(journaled). Duplicate event ids (SV-13) are found in the set of the session's event ids, read from
+the log's summaries the first time a store object appends to the session and kept up to date after
+that. Events are read in SV-16's order (timestamp, then ``n``); the newest ``k`` are read from the
+end of the log backwards, stopping as soon as no earlier record can be among them: a record whose
+``mx`` is not above the ``k``-th newest timestamp found so far ends the search (earlier events are
+older by time, or by append order on a tie). So a session whose events arrive in time order costs
+``k`` records, whatever its length. ``search`` reads every event of the pair's sessions.
 
 A crash mid-append leaves a torn record at the end of the log: readers ignore it and the next
 append cuts it off (:mod:`._records`); an acknowledged append was fsynced. A pair's index gets
@@ -107,8 +114,9 @@ from ._files import (
     remove_file,
     write_atomic,
 )
+from ._layout import ensure_layout, files_named, remove_empty_directories
 
-__all__ = ["JSONSessionService", "open_store"]
+__all__ = ["LAYOUT_MARKER", "JSONSessionService", "open_store"]
 
 T = TypeVar("T")
 
@@ -117,6 +125,12 @@ _PAIRS = "sv_pairs"
 _APPS = "sv_apps"
 _USERS = "sv_users"
 _FORMAT = "agentstores-session-service-log/1"
+#: The layout marker (see :mod:`._layout`) and the format name in it.
+LAYOUT_MARKER = "session_service.layout.json"
+_LAYOUT_FORMAT = "agentstores-json-session-service"
+# Directories of layout version 1 only (sv_sessions and sv_pairs held .json files then).
+_V1_EVENTS = "sv_events"
+_V1_EVENT_IDS = "sv_event_ids"
 _CHUNK = 1 << 16
 #: Sessions whose summary, state, metadata and event ids a store object keeps.
 _CACHED_SESSIONS = 1024
@@ -154,6 +168,15 @@ def _lines_backwards(file: BinaryIO) -> Iterator[bytes]:
 def _new_event_id() -> str:
     """A fresh event id: 32 hex digits, as ``rules.new_id`` gives, at a fifth of its cost."""
     return os.urandom(16).hex()
+
+
+def _v1_object(path: Path) -> JSONObject:
+    """A JSON object file of layout version 1."""
+    data = read_file(path)
+    found = None if data is None else decode_json(data, what=str(path))
+    if not isinstance(found, dict):
+        raise StorageUnavailable(f"{path} does not hold a JSON object")
+    return found
 
 
 def _int(value: object, what: str) -> int:
@@ -317,6 +340,7 @@ class JSONSessionService:
             subdirectories=(_SESSIONS, _PAIRS, _APPS, _USERS),
             sync=fsync,
             lock_timeout=lock_timeout,
+            on_prepare=self._ensure_layout,
         )
         self._clock = clock
         # Caches, valid while the change marks are the ones seen (see _refresh).
@@ -346,6 +370,118 @@ class JSONSessionService:
     async def close(self) -> None:
         """Wait for the running operation and refuse further ones; idempotent (G-16)."""
         await self._dir.close()
+
+    # --- layout (see ._layout) -----------------------------------------------------------------
+
+    def _ensure_layout(self) -> None:
+        ensure_layout(
+            self._dir.transaction,
+            self._dir.path / LAYOUT_MARKER,
+            format=_LAYOUT_FORMAT,
+            find_old=self._find_v1,
+            migrate=self._migrate_v1,
+            sync=self._dir.sync,
+        )
+        remove_empty_directories(self._dir.path / _V1_EVENTS, self._dir.path / _V1_EVENT_IDS)
+
+    def _find_v1(self) -> str | None:
+        """What the directory holds of layout version 1, if anything."""
+        root = self._dir.path
+        for kind, suffix in ((_SESSIONS, ".json"), (_PAIRS, ".json"), (_V1_EVENTS, ".jsonl")):
+            for _ in files_named(root / kind, suffix):
+                return f"session-service files of layout version 1 ({kind}/*{suffix})"
+        return None
+
+    def _migrate_v1(self, tx: Transaction) -> None:
+        """Convert every file of layout version 1 in ``tx`` (see ._layout): each session
+        record and its events log become one session log, each pair file a pair index; the
+        event-id markers are removed (the ids are in the logs now)."""
+        root = self._dir.path
+        for path in files_named(root / _SESSIONS, ".json"):
+            self._migrate_v1_session(tx, path)
+        for path in files_named(root / _PAIRS, ".json"):
+            pair = _v1_object(path)
+            app, user, ids = pair.get("app_name"), pair.get("user_id"), pair.get("sessions")
+            if (
+                not isinstance(app, str)
+                or not isinstance(user, str)
+                or not isinstance(ids, list)
+                or not all(isinstance(i, str) for i in ids)
+                or path.name != name_for(_PAIRS, app, user)
+            ):
+                raise StorageUnavailable(f"{path} is not a session-service pair file")
+            index = b"".join(_records.encode_record({"id": i}) for i in ids)
+            if index:
+                tx.stage(self._path(_PAIRS, app, user, suffix=".log"), index)
+            tx.remove(path)
+        for path in files_named(root / _V1_EVENT_IDS, ".json"):
+            tx.remove(path)
+        for path in files_named(root / _V1_EVENTS, ".jsonl"):
+            tx.remove(path)  # the logs of sessions migrated above (or orphans of nothing)
+
+    def _migrate_v1_session(self, tx: Transaction, path: Path) -> None:
+        record = _v1_object(path)
+        app, user, session_id = (record.get(k) for k in ("app_name", "user_id", "id"))
+        agent_id, state, metadata = (record.get(k) for k in ("agent_id", "state", "metadata"))
+        if (
+            not isinstance(app, str)
+            or not isinstance(user, str)
+            or not isinstance(session_id, str)
+            or not (agent_id is None or isinstance(agent_id, str))
+            or not isinstance(state, dict)
+            or not isinstance(metadata, dict)
+        ):
+            raise StorageUnavailable(f"{path} is not a session-service session file")
+        key = (app, user, session_id)
+        if path.name != name_for(_SESSIONS, *key):
+            raise StorageUnavailable(f"{path} does not hold the session it is named for")
+        created_at, time, version, appended = (
+            _int(record.get(k), f"{k} in {path}")
+            for k in ("created_at", "last_update_time", "version", "appended")
+        )
+        events_path = self._dir.path / _V1_EVENTS
+        events_path /= name_for(_V1_EVENTS, app, user, session_id, suffix=".jsonl")
+        lines = self._dir.log(events_path.relative_to(self._dir.path).as_posix()).read().records
+        if len(lines) != appended:
+            raise StorageUnavailable(
+                f"{events_path} holds {len(lines)} events, its session file counts {appended}"
+            )
+        head: JSONObject = {
+            "epoch": secrets.token_hex(8),
+            "format": _FORMAT,
+            "app_name": app,
+            "user_id": user,
+            "id": session_id,
+            "agent_id": agent_id,
+            "created_at": created_at,
+            **_Summary(version, time, 0, 0, 0, 0, None, 0).to_json(),
+        }
+        pieces = [_records.encode_record(head, {"state": state, "metadata": metadata})]
+        max_ts = 0
+        for seq, line in enumerate(lines):
+            if not isinstance(line, dict) or line.get("seq") != seq:
+                raise StorageUnavailable(f"{events_path}: line {seq + 1} is not event {seq}")
+            try:
+                event = rules.event_from_json(line.get("event"))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise StorageUnavailable(f"{events_path}: event {seq}: {exc}") from exc
+            if event.id is None or event.timestamp is None:
+                raise StorageUnavailable(f"{events_path}: event {seq} has no id or time")
+            max_ts = max(max_ts, event.timestamp)
+            summary = _Summary(
+                version,
+                time,
+                seq + 1,
+                max_ts,
+                0,
+                0,
+                event.id,
+                event.timestamp,
+            )
+            payload = encode_json({"event": rules.event_to_json(event)})
+            pieces.append(_records.encoded_line(summary.encoded(), payload))
+        tx.stage(self._log_path(key), b"".join(pieces))
+        tx.remove(path)
 
     # --- caches (used holding the lock) ------------------------------------------------------
 
@@ -445,13 +581,11 @@ class JSONSessionService:
         """The ids in the pair's index, first creation first, each once (some may name a
         session whose log is gone: a crash between the two writes of a create or delete)."""
         path = self._path(_PAIRS, app, user, suffix=".log")
-        fd = _records.open_log(path)
-        if fd is None:
+        opened = self._dir.open_file(path)
+        if opened is None:
             return []
-        try:
-            found, _ = _records.read_forward(fd, 0, os.fstat(fd).st_size, path.name)
-        finally:
-            os.close(fd)
+        fd, size = opened
+        found, _ = _records.read_forward(fd, 0, size, path.name)
         ids: dict[str, None] = {}
         for record in found:
             summary = record.summary
@@ -460,31 +594,26 @@ class JSONSessionService:
             ids[summary["id"]] = None
         return list(ids)
 
-    def _open(self, key: Key, *, write: bool) -> tuple[int, _Session] | None:
-        """The session's log, open (read-write if ``write``), and what is known of it now;
-        None if there is no such session. The caller closes the descriptor."""
+    def _open(self, key: Key) -> tuple[int, _Session] | None:
+        """The session's log, open read-write, and what is known of it now; None if there is
+        no such session. The descriptor is the directory's (kept open between operations,
+        :meth:`~._files.StoreDirectory.open_file`): use it in this operation only."""
         entry = self._sessions.get(key)
         path = self._log_path(key) if entry is None else entry.log
-        flags = (os.O_RDWR if write else os.O_RDONLY) | os.O_CLOEXEC
-        try:
-            fd = os.open(path, flags)
-        except FileNotFoundError:
+        opened = self._dir.open_file(path)
+        if opened is None:
             self._sessions.pop(key, None)
             return None
-        try:
-            size = os.fstat(fd).st_size
-            if entry is None or size < entry.end:
-                entry = self._load(key, path, fd, size)
-            elif size > entry.end:
-                self._catch_up(entry, fd, size)
-            entry.size = size
-            self._sessions[key] = entry
-            self._sessions.move_to_end(key)
-            if len(self._sessions) > _CACHED_SESSIONS:
-                self._sessions.popitem(last=False)
-        except BaseException:
-            os.close(fd)
-            raise
+        fd, size = opened
+        if entry is None or size < entry.end:
+            entry = self._load(key, path, fd, size)
+        elif size > entry.end:
+            self._catch_up(entry, fd, size)
+        entry.size = size
+        self._sessions[key] = entry
+        self._sessions.move_to_end(key)
+        if len(self._sessions) > _CACHED_SESSIONS:
+            self._sessions.popitem(last=False)
         return fd, entry
 
     def _load(self, key: Key, path: Path, fd: int, size: int) -> _Session:
@@ -587,14 +716,11 @@ class JSONSessionService:
 
     def _all_entries(self, key: Key) -> list[_LogEntry]:
         """Every event of the session, in SV-16's order."""
-        opened = self._open(key, write=False)
+        opened = self._open(key)
         if opened is None:
             return []
         fd, entry = opened
-        try:
-            found, _ = _records.read_forward(fd, 0, entry.end, entry.log.name)
-        finally:
-            os.close(fd)
+        found, _ = _records.read_forward(fd, 0, entry.end, entry.log.name)
         entries = []
         for record in found[1:]:
             summary = _Summary.of(record)
@@ -661,14 +787,13 @@ class JSONSessionService:
 
     def _checked(self, session: Session) -> tuple[int, _Session]:
         """The open log and cache entry of the session a write is made from, after SV-15's
-        check. The caller closes the descriptor."""
+        check (the descriptor is the directory's, see _open)."""
         key = (session.app_name, session.user_id, session.id)
-        opened = self._open(key, write=True)
+        opened = self._open(key)
         if opened is None:
             raise NotFound(f"no session {session.id!r} for this app and user")
         fd, entry = opened
         if entry.last.version != session.version:
-            os.close(fd)
             raise Conflict(
                 f"session {session.id!r} changed since it was read",
                 expected=session.version,
@@ -744,11 +869,10 @@ class JSONSessionService:
         key = (req.app_name, req.user_id, req.session_id)
 
         def read() -> Session | None:
-            opened = self._open(key, write=False)
+            opened = self._open(key)
             if opened is None:
                 return None
-            fd, entry = opened
-            os.close(fd)
+            _, entry = opened
             if req.num_recent_events is None:
                 entries = self._all_entries(key)
             else:
@@ -764,26 +888,23 @@ class JSONSessionService:
         metadata = rules.copy_json(req.metadata)
 
         def write() -> None:
-            opened = self._open(key, write=True)
+            opened = self._open(key)
             if opened is None:
                 raise NotFound(f"no session {req.session_id!r} for this app and user")
             fd, entry = opened
-            try:
-                last = entry.last
-                summary = _Summary(
-                    last.version,
-                    self._clock(),
-                    last.events,
-                    last.max_ts,
-                    last.state_at,
-                    entry.end,
-                    None,
-                    0,
-                )
-                self._append(entry, fd, summary, {"metadata": metadata}, ({}, {}))
-                entry.metadata = metadata
-            finally:
-                os.close(fd)
+            last = entry.last
+            summary = _Summary(
+                last.version,
+                self._clock(),
+                last.events,
+                last.max_ts,
+                last.state_at,
+                entry.end,
+                None,
+                0,
+            )
+            self._append(entry, fd, summary, {"metadata": metadata}, ({}, {}))
+            entry.metadata = metadata
 
         await self._run(write)
 
@@ -836,11 +957,10 @@ class JSONSessionService:
         """Every session of the pair in SV-6's order (read once per change of the store)."""
         listing = []
         for session_id in self._session_ids(app, user):
-            opened = self._open((app, user, session_id), write=False)
+            opened = self._open((app, user, session_id))
             if opened is None:
                 continue  # a create or delete cut short by a crash
-            fd, entry = opened
-            os.close(fd)
+            _, entry = opened
             listing.append(
                 _Listed(
                     session_id,
@@ -869,38 +989,35 @@ class JSONSessionService:
 
         def write() -> Session:
             fd, entry = self._checked(handle)
-            try:
-                ids = self._event_ids(entry, fd)
-                event_id = checked.id
-                if event_id is None:
+            ids = self._event_ids(entry, fd)
+            event_id = checked.id
+            if event_id is None:
+                event_id = _new_event_id()
+                while event_id in ids:
                     event_id = _new_event_id()
-                    while event_id in ids:
-                        event_id = _new_event_id()
-                if event_id in ids:
-                    raise AlreadyExists(f"event {event_id!r} exists in session {handle.id!r}")
-                now = self._clock()
-                stored = rules.stored_event(checked, event_id=event_id, now=now)
-                assert stored.timestamp is not None
-                last = entry.last
-                summary = _Summary(
-                    last.version + 1,
-                    now,
-                    last.events + 1,
-                    max(last.max_ts, stored.timestamp),
-                    entry.end if own_delta else last.state_at,
-                    last.metadata_at,
-                    event_id,
-                    stored.timestamp,
-                )
-                payload: JSONObject = {"event": rules.event_to_json(stored)}
-                state = entry.state
-                if own_delta:
-                    state = {**entry.state, **own_delta}
-                    payload["state"] = state
-                self._append(entry, fd, summary, payload, (parts.app, parts.user))
-                entry.state = state
-            finally:
-                os.close(fd)
+            if event_id in ids:
+                raise AlreadyExists(f"event {event_id!r} exists in session {handle.id!r}")
+            now = self._clock()
+            stored = rules.stored_event(checked, event_id=event_id, now=now)
+            assert stored.timestamp is not None
+            last = entry.last
+            summary = _Summary(
+                last.version + 1,
+                now,
+                last.events + 1,
+                max(last.max_ts, stored.timestamp),
+                entry.end if own_delta else last.state_at,
+                last.metadata_at,
+                event_id,
+                stored.timestamp,
+            )
+            payload: JSONObject = {"event": rules.event_to_json(stored)}
+            state = entry.state
+            if own_delta:
+                state = {**entry.state, **own_delta}
+                payload["state"] = state
+            self._append(entry, fd, summary, payload, (parts.app, parts.user))
+            entry.state = state
             return self._view(entry, key, (*handle.events, stored), parts.temp)
 
         return await self._run(write)
@@ -914,24 +1031,21 @@ class JSONSessionService:
 
         def write() -> Session:
             fd, entry = self._checked(handle)
-            try:
-                last = entry.last
-                summary = _Summary(
-                    last.version + 1,
-                    self._clock(),
-                    last.events,
-                    last.max_ts,
-                    entry.end if own_delta else last.state_at,
-                    last.metadata_at,
-                    None,
-                    0,
-                )
-                state = {**entry.state, **own_delta}
-                payload = {"state": state} if own_delta else None
-                self._append(entry, fd, summary, payload, (parts.app, parts.user))
-                entry.state = state
-            finally:
-                os.close(fd)
+            last = entry.last
+            summary = _Summary(
+                last.version + 1,
+                self._clock(),
+                last.events,
+                last.max_ts,
+                entry.end if own_delta else last.state_at,
+                last.metadata_at,
+                None,
+                0,
+            )
+            state = {**entry.state, **own_delta}
+            payload = {"state": state} if own_delta else None
+            self._append(entry, fd, summary, payload, (parts.app, parts.user))
+            entry.state = state
             return self._view(entry, key, tuple(handle.events), parts.temp)
 
         return await self._run(write)
@@ -962,11 +1076,10 @@ class JSONSessionService:
             hits = []
             for session_id in self._session_ids(app, user):
                 key = (app, user, session_id)
-                opened = self._open(key, write=False)
+                opened = self._open(key)
                 if opened is None:
                     continue
-                fd, entry = opened
-                os.close(fd)
+                _, entry = opened
                 if not rules.session_selected(opts, session_id, entry.agent_id):
                     continue
                 for index, log_entry in enumerate(self._all_entries(key)):

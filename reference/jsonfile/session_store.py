@@ -7,6 +7,12 @@ One directory per store (:class:`~._files.StoreDirectory`), laid out as::
                               per message: summary {"n": position + 1, "t": time added},
                               payload message_to_json
     ids.json                  {"days": {"YYYYMMDD": last number issued}}
+    session_store.layout.json the layout marker: version 2 (see :mod:`._layout`)
+
+A directory of the earlier layout (version 1, no marker: session files holding
+``message_count``, conversations in ``messages/<name>.jsonl`` JSON Lines logs) is migrated in
+place by the first store object that uses it, in one journaled transaction, or refused with
+StorageUnavailable if its files are damaged (:mod:`._layout`).
 
 ``<name>`` is :func:`~._files.name_for` of the session id and ``<log name>`` that of (session
 id, generation ``g``), so any id is stored in isolation and never names a path outside the
@@ -56,13 +62,9 @@ from agentstores.spec.errors import InvalidArgument, NotFound, StorageUnavailabl
 from agentstores.spec.messages import Message, message_from_json, message_to_json
 from agentstores.spec.session_store import (
     ChatHistoryMatch,
-    ExtensionData,
-    ModelConfig,
-    Recipe,
     Session,
     SessionInsights,
     SessionType,
-    TokenStatsUpdate,
 )
 from agentstores.spec.values import (
     Clock,
@@ -87,6 +89,7 @@ from ._files import (
     remove_file,
     write_atomic,
 )
+from ._layout import ensure_session_store_layout
 
 __all__ = ["JSONSessionStore", "open_store"]
 
@@ -179,7 +182,7 @@ def _encoded(messages: Sequence[Message]) -> list[JSONValue]:
     return copy.deepcopy([message_to_json(message) for message in messages])
 
 
-class JSONSessionStore:
+class JSONSessionStore(rules.SessionUpdates):
     """A session store in a directory of JSON files (``SessionStore``).
 
     Args:
@@ -208,6 +211,7 @@ class JSONSessionStore:
             subdirectories=(_SESSIONS, _MESSAGES),
             sync=fsync,
             lock_timeout=lock_timeout,
+            on_prepare=lambda: ensure_session_store_layout(self._dir),
         )
         self._clock = clock
         # What this object read, kept between operations while the directory's change mark
@@ -417,8 +421,9 @@ class JSONSessionStore:
         transaction.remove(old)
         transaction.commit()
 
-    async def _update(self, session_id: str, fields: Mapping[str, Any]) -> None:
-        """Set ``fields`` and ``updated_at = now`` (SS-11 .. SS-14)."""
+    async def _update_fields(self, session_id: str, fields: Mapping[str, Any]) -> None:
+        """Set ``fields`` and ``updated_at = now`` in one locked rewrite (SS-11 .. SS-14): the
+        write of the partial updates (:class:`~..session_store_rules.SessionUpdates`)."""
         fields = copy.deepcopy(dict(fields))  # G-7: not the caller's dicts
         now = self._now()
 
@@ -513,15 +518,19 @@ class JSONSessionStore:
 
         def add() -> None:
             entry = self._read(session_id)
-            fd, created = _records.open_for_append(entry.log)
-            try:
-                size = os.fstat(fd).st_size
-                tail = self._tail(entry, fd, size)
-                data = _records.record_line({"n": tail.n + 1, "t": now}, payload)
-                entry.tail = None  # unknown until the append is whole
-                _records.append_at(fd, tail.end, size, data, sync=self._dir.sync)
-            finally:
-                os.close(fd)
+            # The log's descriptor is the directory's, kept open between appends.
+            opened = self._dir.open_file(entry.log)
+            created = opened is None
+            if opened is None:  # the first message creates the log
+                os.close(_records.open_for_append(entry.log)[0])
+                opened = self._dir.open_file(entry.log)
+                if opened is None:
+                    raise StorageUnavailable(f"the log of session {session_id!r} vanished")
+            fd, size = opened
+            tail = self._tail(entry, fd, size)
+            data = _records.record_line({"n": tail.n + 1, "t": now}, payload)
+            entry.tail = None  # unknown until the append is whole
+            _records.append_at(fd, tail.end, size, data, sync=self._dir.sync)
             if created and self._dir.sync:
                 fsync_directory(entry.log.parent)
             entry.tail = _Tail(tail.end + len(data), tail.n + 1, now)
@@ -552,46 +561,6 @@ class JSONSessionStore:
             self._rewrite(entry, kept, now)
 
         await self._run(truncate)
-
-    # --- updates (SS-11 .. SS-13) -------------------------------------------------------------
-
-    async def update_session_name(self, session_id: str, name: str, user_set: bool) -> None:
-        """Set the name and who set it (SS-11)."""
-        rules.check_session_id(session_id)
-        fields = rules.session_fields(
-            rules.check_name(name), rules.check_bool(user_set, what="user_set")
-        )
-        await self._update(session_id, fields)
-
-    async def update_extension_data(self, session_id: str, extension_data: ExtensionData) -> None:
-        """Replace the extension data (SS-11)."""
-        rules.check_session_id(session_id)
-        data = rules.check_extension_data(extension_data)
-        await self._update(session_id, {"extension_data": data})
-
-    async def update_token_stats(self, session_id: str, stats: TokenStatsUpdate) -> None:
-        """Set the counters that ``stats`` gives, leave the others (SS-12)."""
-        rules.check_session_id(session_id)
-        await self._update(session_id, rules.token_fields(rules.check_token_stats(stats)))
-
-    async def update_provider_config(
-        self, session_id: str, provider_name: str | None, model_config: ModelConfig | None
-    ) -> None:
-        """Set provider name and/or model config; None leaves a field unchanged (SS-13)."""
-        rules.check_session_id(session_id)
-        rules.check_provider_config(provider_name, model_config)
-        await self._update(session_id, rules.provider_fields(provider_name, model_config))
-
-    async def update_recipe(
-        self,
-        session_id: str,
-        recipe: Recipe | None,
-        user_recipe_values: Mapping[str, str] | None,
-    ) -> None:
-        """Set recipe and/or its user values; None leaves a field unchanged (SS-13)."""
-        rules.check_session_id(session_id)
-        rules.check_recipe(recipe, user_recipe_values)
-        await self._update(session_id, rules.recipe_fields(recipe, user_recipe_values))
 
     # --- export, import, copy (SS-17 .. SS-19) ------------------------------------------------
 
