@@ -17,7 +17,10 @@ the reference stores share, so that the engines differ only in how they store an
   :func:`search_order` and :func:`select_matches`;
 * the listing order (SS-6): :func:`list_order`;
 * the partial updates (SS-11 .. SS-13): :class:`SessionUpdates`, a mixin that validates each
-  and hands the fields it sets to the engine's one write primitive.
+  and hands the fields it sets to the engine's one write primitive;
+* the listings and the search (SS-6, SS-20, SS-21): :class:`SessionQueries`, a mixin that
+  validates their arguments, answers the empty ones itself and hands the rest to the engine's
+  query.
 
 Every function raises only :mod:`agentstores.spec.errors` types.
 """
@@ -63,6 +66,7 @@ __all__ = [
     "SESSION_KEYS",
     "Candidate",
     "SearchRequest",
+    "SessionQueries",
     "SessionUpdates",
     "check_bool",
     "check_conversation",
@@ -103,6 +107,7 @@ __all__ = [
 
 #: SS-6: the types ``list_sessions()`` returns.
 DEFAULT_LIST_TYPES: tuple[SessionType, ...] = (SessionType.USER, SessionType.SCHEDULED)
+_DEFAULT_TYPES = frozenset(DEFAULT_LIST_TYPES)
 
 #: SS-1, SS-12: the six optional token counters.
 COUNTER_FIELDS: tuple[str, ...] = (
@@ -131,6 +136,9 @@ SESSION_KEYS: tuple[str, ...] = (
     "provider_name",
     "model_config",
 )
+
+#: The keys of :data:`SESSION_KEYS` whose JSON value is the Session field's value as it is.
+_STORED_AS_IS: tuple[str, ...] = tuple(key for key in SESSION_KEYS if key != "session_type")
 
 _DOCUMENT_KEYS = frozenset({"format", "version", "session", "conversation"})
 
@@ -515,20 +523,8 @@ def session_from_json(
     except (ValueError, TypeError):
         raise InvalidArgument(f"unknown session_type {obj['session_type']!r}") from None
     session = Session(
-        id=obj["id"],
-        working_dir=obj["working_dir"],
-        name=obj["name"],
-        created_at=obj["created_at"],
-        updated_at=obj["updated_at"],
+        **{key: obj[key] for key in _STORED_AS_IS},
         session_type=session_type,
-        user_set_name=obj["user_set_name"],
-        extension_data=obj["extension_data"],
-        **{name: obj[name] for name in COUNTER_FIELDS},
-        schedule_id=obj["schedule_id"],
-        recipe=obj["recipe"],
-        user_recipe_values=obj["user_recipe_values"],
-        provider_name=obj["provider_name"],
-        model_config=obj["model_config"],
         message_count=message_count,
         conversation=conversation,
     )
@@ -715,3 +711,50 @@ class SessionUpdates(abc.ABC):
         check_session_id(session_id)
         check_recipe(recipe, user_recipe_values)
         await self._update_fields(session_id, recipe_fields(recipe, user_recipe_values))
+
+
+# --- listings and search (SS-6, SS-20 .. SS-22) -----------------------------------------------
+
+
+class SessionQueries(abc.ABC):
+    """The listings and the search of a session store, for the engines to inherit.
+
+    Each validates its arguments before the engine reads anything, and answers a query that
+    can select nothing (no types; no words, limit 0 or an empty date window) without reading;
+    the others go to the engine's one query, :meth:`_list` or :meth:`_search`.
+    """
+
+    @abc.abstractmethod
+    async def _list(self, types: frozenset[SessionType]) -> list[Session]:
+        """The sessions whose type is in ``types`` (not empty), without their conversations,
+        in :func:`list_order` (SS-6)."""
+
+    @abc.abstractmethod
+    async def _search(self, request: SearchRequest) -> list[ChatHistoryMatch]:
+        """The result of ``request`` (checked, not :attr:`~SearchRequest.empty`): what
+        :func:`select_matches` gives over the messages of every session (SS-20 .. SS-22)."""
+
+    async def list_sessions(self) -> list[Session]:
+        """User and scheduled sessions, most recently updated first (SS-6)."""
+        return await self._list(_DEFAULT_TYPES)
+
+    async def list_sessions_by_types(self, types: Sequence[SessionType]) -> list[Session]:
+        """Sessions of the given types, most recently updated first, then by id (SS-6)."""
+        checked = check_session_types(types)
+        if not checked:
+            return []
+        return await self._list(checked)
+
+    async def search_chat_history(
+        self,
+        query: str,
+        limit: int | None = None,
+        after_date: int | None = None,
+        before_date: int | None = None,
+        exclude_session_id: str | None = None,
+    ) -> list[ChatHistoryMatch]:
+        """Messages matching ``query``, newest first (SS-20 .. SS-22)."""
+        request = check_search(query, limit, after_date, before_date, exclude_session_id)
+        if request.empty:
+            return []
+        return await self._search(request)

@@ -182,7 +182,7 @@ def _encoded(messages: Sequence[Message]) -> list[JSONValue]:
     return copy.deepcopy([message_to_json(message) for message in messages])
 
 
-class JSONSessionStore(rules.SessionUpdates):
+class JSONSessionStore(rules.SessionUpdates, rules.SessionQueries):
     """A session store in a directory of JSON files (``SessionStore``).
 
     Args:
@@ -468,17 +468,9 @@ class JSONSessionStore(rules.SessionUpdates):
 
         return await self._run(get)
 
-    async def list_sessions(self) -> list[Session]:
-        """User and scheduled sessions, most recently updated first (SS-6)."""
-        return await self._list(frozenset(rules.DEFAULT_LIST_TYPES))
-
-    async def list_sessions_by_types(self, types: Sequence[SessionType]) -> list[Session]:
-        """Sessions of the given types, most recently updated first, then by id (SS-6)."""
-        return await self._list(rules.check_session_types(types))
-
     async def _list(self, types: frozenset[SessionType]) -> list[Session]:
-        if not types:
-            return []
+        """The listings' query (:class:`~..session_store_rules.SessionQueries`): every session
+        file, and each log's last record, under one lock (SS-6)."""
 
         def list_all() -> list[Session]:
             chosen = [
@@ -605,18 +597,9 @@ class JSONSessionStore(rules.SessionUpdates):
 
     # --- search (SS-20 .. SS-22) --------------------------------------------------------------
 
-    async def search_chat_history(
-        self,
-        query: str,
-        limit: int | None = None,
-        after_date: int | None = None,
-        before_date: int | None = None,
-        exclude_session_id: str | None = None,
-    ) -> list[ChatHistoryMatch]:
-        """Messages matching ``query``, newest first (SS-20 .. SS-22): a scan of every log."""
-        request = rules.check_search(query, limit, after_date, before_date, exclude_session_id)
-        if request.empty:
-            return []
+    async def _search(self, request: rules.SearchRequest) -> list[ChatHistoryMatch]:
+        """The search's query (:class:`~..session_store_rules.SessionQueries`): a scan of every
+        log under one lock (SS-20 .. SS-22)."""
 
         def candidates() -> Iterator[rules.Candidate]:
             for entry in self._all():

@@ -289,7 +289,7 @@ def _field_args(fields: Mapping[str, Any]) -> list[str]:
     return pairs
 
 
-class RedisSessionStore(rules.SessionUpdates):
+class RedisSessionStore(rules.SessionUpdates, rules.SessionQueries):
     """A :class:`~agentstores.spec.session_store.SessionStore` on Redis.
 
     Args:
@@ -457,17 +457,9 @@ class RedisSessionStore(rules.SessionUpdates):
         conversation = None if read.messages is None else _messages(read.messages)
         return _session(read, conversation)
 
-    async def list_sessions(self) -> list[Session]:
-        """User and scheduled sessions, most recently updated first (SS-6)."""
-        return await self._list(frozenset(rules.DEFAULT_LIST_TYPES))
-
-    async def list_sessions_by_types(self, types: Sequence[SessionType]) -> list[Session]:
-        """Sessions of the given types, most recently updated first, then by id (SS-6)."""
-        return await self._list(rules.check_session_types(types))
-
     async def _list(self, types: frozenset[SessionType]) -> list[Session]:
-        if not types:
-            return []
+        """The listings' query (:class:`~..session_store_rules.SessionQueries`): every session
+        in one pipeline, sorted here (SS-6)."""
         sessions = [_session(read) for read in await self._all(messages=False)]
         chosen = [s for s in sessions if s.session_type in types]
         # SS-6's order: the registry is a set, so the listing is sorted here.
@@ -563,19 +555,9 @@ class RedisSessionStore(rules.SessionUpdates):
 
     # --- search (SS-20 .. SS-22) ------------------------------------------------------------
 
-    async def search_chat_history(
-        self,
-        query: str,
-        limit: int | None = None,
-        after_date: int | None = None,
-        before_date: int | None = None,
-        exclude_session_id: str | None = None,
-    ) -> list[ChatHistoryMatch]:
-        """Messages matching ``query``, newest first (SS-20 .. SS-22): a scan of every
-        conversation (plain Redis has no text index), matched in Python."""
-        request = rules.check_search(query, limit, after_date, before_date, exclude_session_id)
-        if request.empty:
-            return []
+    async def _search(self, request: rules.SearchRequest) -> list[ChatHistoryMatch]:
+        """The search's query (:class:`~..session_store_rules.SessionQueries`): a scan of every
+        conversation (plain Redis has no text index), matched in Python (SS-20 .. SS-22)."""
         candidates: list[rules.Candidate] = []
         for read in await self._all(messages=True):
             session = _session(read)

@@ -197,7 +197,7 @@ def _fts_phrase(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
 
-class SQLiteSessionStore(rules.SessionUpdates):
+class SQLiteSessionStore(rules.SessionUpdates, rules.SessionQueries):
     """A :class:`~agentstores.spec.session_store.SessionStore` in an SQLite database file.
 
     Args:
@@ -385,17 +385,9 @@ class SQLiteSessionStore(rules.SessionUpdates):
         conversation = None if texts is None else tuple(_message(t) for t in texts)
         return _session(row, conversation)
 
-    async def list_sessions(self) -> list[Session]:
-        """User and scheduled sessions, most recently updated first (SS-6)."""
-        return await self._list(frozenset(rules.DEFAULT_LIST_TYPES))
-
-    async def list_sessions_by_types(self, types: Sequence[SessionType]) -> list[Session]:
-        """Sessions of the given types, most recently updated first, then by id (SS-6)."""
-        return await self._list(rules.check_session_types(types))
-
     async def _list(self, types: frozenset[SessionType]) -> list[Session]:
-        if not types:
-            return []
+        """The listings' query (:class:`~..session_store_rules.SessionQueries`): one SELECT,
+        in SS-6 order."""
         values = sorted(t.value for t in types)
         marks = ", ".join("?" for _ in values)
 
@@ -549,18 +541,9 @@ class SQLiteSessionStore(rules.SessionUpdates):
 
     # --- search (SS-20 .. SS-22) -------------------------------------------------------------
 
-    async def search_chat_history(
-        self,
-        query: str,
-        limit: int | None = None,
-        after_date: int | None = None,
-        before_date: int | None = None,
-        exclude_session_id: str | None = None,
-    ) -> list[ChatHistoryMatch]:
-        """Messages matching ``query``, newest first (SS-20 .. SS-22), through FTS5."""
-        request = rules.check_search(query, limit, after_date, before_date, exclude_session_id)
-        if request.empty:
-            return []
+    async def _search(self, request: rules.SearchRequest) -> list[ChatHistoryMatch]:
+        """The search's query (:class:`~..session_store_rules.SessionQueries`): one SELECT
+        through FTS5, in SS-22 order (SS-20 .. SS-22)."""
         conditions, params = self._text_condition(request.words)
         if request.after_date is not None:
             conditions.append("m.created_at >= ?")
