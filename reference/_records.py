@@ -10,7 +10,8 @@ or messages builds 60 such records, which cost more than the SQL. Here:
 * :func:`decode_message` rebuilds a message from the text a store wrote with
   ``message_to_json`` (checked before it was written), checking its shape only: a damaged row
   is ``StorageUnavailable``, as with ``message_from_json``, but the values are not checked
-  again.
+  again; :func:`message_from_stored` does the same for the object parsed from such text (a
+  part of a larger stored record).
 * :func:`build` and :func:`revise` are :func:`assemble` with keyword fields, and
   ``dataclasses.replace`` the same way.
 """
@@ -25,7 +26,16 @@ from typing import Any, TypeVar, cast
 from agentstores.spec.errors import StorageUnavailable
 from agentstores.spec.messages import Message
 
-__all__ = ["assemble", "build", "decode_message", "record_maker", "revise", "scan_json"]
+__all__ = [
+    "assemble",
+    "build",
+    "decode_message",
+    "is_plain",
+    "message_from_stored",
+    "record_maker",
+    "revise",
+    "scan_json",
+]
 
 T = TypeVar("T")
 
@@ -73,6 +83,12 @@ def revise(record: T, /, **changes: Any) -> T:
     return assemble(cls, {**record.__dict__, **changes})
 
 
+def is_plain(*classes: type[Any]) -> bool:
+    """Whether :func:`assemble` fills instances of every one of ``classes`` through their
+    ``__dict__`` (plain frozen dataclasses), for code that does so itself."""
+    return all(_plain(cls) for cls in classes)
+
+
 def record_maker(*classes: type[Any]) -> Callable[[type[T], dict[str, Any]], T]:
     """:func:`assemble`, as fast as it gets when every one of ``classes`` is plain (the check
     is made here, once): for code that builds many records of those classes."""
@@ -93,6 +109,7 @@ def record_maker(*classes: type[Any]) -> Callable[[type[T], dict[str, Any]], T]:
 scan_json: Callable[[str, int], tuple[Any, int]] = cast(Any, json.decoder.JSONDecoder()).scan_once
 
 _MESSAGE_KEYS = frozenset(("role", "content", "created_at", "id", "metadata"))
+_make_message = record_maker(Message)
 
 
 def decode_message(text: str) -> Message:
@@ -103,23 +120,32 @@ def decode_message(text: str) -> Message:
             obj, end = scan_json(text, 0)
         except StopIteration as exc:
             raise ValueError(f"not JSON at {exc.value}") from None
-        if end != len(text) or type(obj) is not dict:
+        if end != len(text):
             raise TypeError("not one JSON object")
-        parts = obj.get("content", [])
-        metadata = obj.get("metadata", {})
-        if type(parts) is not list or type(metadata) is not dict:
-            raise TypeError("message parts are not a list or its metadata is not an object")
-        if not obj.keys() <= _MESSAGE_KEYS or "role" not in obj:
-            raise TypeError("unknown or missing message fields")
-        return assemble(
-            Message,
-            {
-                "role": obj["role"],
-                "content": tuple(parts),
-                "created_at": obj.get("created_at"),
-                "id": obj.get("id"),
-                "metadata": metadata,
-            },
-        )
+        return message_from_stored(obj)
     except (ValueError, TypeError) as exc:
-        raise StorageUnavailable(f"corrupt message in the database: {exc}") from exc
+        raise StorageUnavailable(f"corrupt stored message: {exc}") from exc
+
+
+def message_from_stored(obj: Any) -> Message:
+    """The message of a parsed ``message_to_json`` object (parsed afresh: its containers
+    become the message's); TypeError if it is not of that shape. The values are not checked
+    again: they were checked before they were written."""
+    if type(obj) is not dict:
+        raise TypeError("a message is not a JSON object")
+    parts = obj.get("content", [])
+    metadata = obj.get("metadata", {})
+    if type(parts) is not list or type(metadata) is not dict:
+        raise TypeError("message parts are not a list or its metadata is not an object")
+    if not obj.keys() <= _MESSAGE_KEYS or "role" not in obj:
+        raise TypeError("unknown or missing message fields")
+    return _make_message(
+        Message,
+        {
+            "role": obj["role"],
+            "content": tuple(parts),
+            "created_at": obj.get("created_at"),
+            "id": obj.get("id"),
+            "metadata": metadata,
+        },
+    )

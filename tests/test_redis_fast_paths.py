@@ -1,8 +1,14 @@
 """The Redis references' fast paths give what the slow ones they replace give.
 
-* ``_events.checked_event`` makes ``rules.check_event``'s checks with the same errors, and
-  ``_events.encode`` writes the text ``rules.event_to_json`` would; the checked copy shares no
-  container with the caller's event (G-7).
+* ``_events.checked_event`` (reference/_events.py, shared with SQLite) makes
+  ``rules.check_event``'s checks with the same errors, and the stored text decodes to the
+  event ``rules.stored_event`` describes; the stored text shares no container with the
+  caller's event (G-7). (tests/test_sqlite_events.py holds the codec to the rules with
+  hypothesis.)
+* The read scripts return what they read as one framed text: what a store reads from it is
+  what was written, for stored texts of any content, with a client that decodes responses or
+  not, for data an earlier version stored (the full event form), and damaged stored data is
+  StorageUnavailable (G-11).
 * ``_records.assemble`` and ``revise`` build records equal to the constructor's and
   ``dataclasses.replace``'s.
 * The connections of a client made from a URL pack commands byte for byte as redis-py does.
@@ -18,9 +24,10 @@ from typing import Any
 
 import pytest
 
+from agentstores.reference import _events
 from agentstores.reference import session_service_rules as rules
 from agentstores.reference._records import build, revise
-from agentstores.reference.redis import _events, server
+from agentstores.reference.redis import server
 from agentstores.reference.redis import session_service as redis_service
 from agentstores.reference.redis._client import _store_connection_class
 from agentstores.spec.errors import InvalidArgument
@@ -109,8 +116,14 @@ INVALID: list[object] = [
 
 
 @pytest.mark.parametrize("event", VALID)
-def test_checked_event_is_check_event(event: Event) -> None:
-    assert _events.checked_event(event) == rules.check_event(event)
+def test_checked_event_accepts_what_check_event_accepts(event: Event) -> None:
+    # The checked event keeps the caller's containers (a list of parts stays a list): what
+    # must equal the rules' copy is the event stored from it.
+    checked = _events.checked_event(event)
+    body = _events.encode_stored(checked, event_id="e", now=1)
+    assert _events.decode_stored(body) == rules.stored_event(
+        rules.check_event(event), event_id="e", now=1
+    )
 
 
 @pytest.mark.parametrize("event", INVALID)
@@ -123,13 +136,12 @@ def test_checked_event_refuses_as_check_event(event: object) -> None:
 
 
 @pytest.mark.parametrize("event", VALID)
-@pytest.mark.parametrize("event_id", ["generated", None])
-def test_stored_event_and_its_text_are_the_rules(event: Event, event_id: str | None) -> None:
+def test_the_stored_text_is_the_rules_stored_event(event: Event) -> None:
     chosen = event.id if event.id is not None else "generated"
-    ours = _events.stored_event(_events.checked_event(event), event_id=chosen, now=99)
+    body = _events.encode_stored(_events.checked_event(event), event_id=chosen, now=99)
     theirs = rules.stored_event(rules.check_event(event), event_id=chosen, now=99)
-    assert ours == theirs
-    assert _events.encode(ours) == dump_json(rules.event_to_json(theirs))
+    assert _events.decode_stored(body) == theirs
+    assert _events.decode_stored(dump_json(rules.event_to_json(theirs))) == theirs
 
 
 def test_checked_event_shares_nothing_with_the_callers() -> None:
@@ -144,8 +156,8 @@ def test_checked_event_shares_nothing_with_the_callers() -> None:
         actions=EventActions(state_delta=delta, custom_actions=custom),
         metadata={"m": [1]},
     )
-    checked = _events.checked_event(given)
-    expected = rules.check_event(given)
+    body = _events.encode_stored(_events.checked_event(given), event_id="e", now=1)
+    expected = rules.stored_event(rules.check_event(given), event_id="e", now=1)
     part["items"].append(2)
     flat["text"] = "changed"
     metadata["tags"].append("b")
@@ -153,7 +165,7 @@ def test_checked_event_shares_nothing_with_the_callers() -> None:
     delta["new"] = 1
     custom["c"] = 2
     given.metadata["m"].append(2)
-    assert checked == expected
+    assert _events.decode_stored(body) == expected
 
 
 def _fields(record: Any) -> dict[str, Any]:

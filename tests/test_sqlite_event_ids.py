@@ -16,7 +16,7 @@ import pytest
 
 from agentstores.conformance.clock import ManualClock
 from agentstores.conformance.markers import requirement
-from agentstores.reference.sqlite import _events
+from agentstores.reference import _events
 from agentstores.reference.sqlite import session_service as service_module
 from agentstores.reference.sqlite._db import Database
 from agentstores.reference.sqlite.session_service import MIGRATIONS, SQLiteSessionService

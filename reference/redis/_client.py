@@ -17,7 +17,8 @@
   have it cached yet, so that compound operations take one round trip and are atomic;
   :meth:`Script.many` runs one read-only script per entity (each in its own slot) in one
   pipeline, which a cluster client splits per node.
-* :func:`text` and :func:`load_record` decode replies whatever ``decode_responses`` says.
+* :func:`text` and :func:`load_record` decode replies whatever ``decode_responses`` says;
+  :func:`unframe` splits the one text in which a read script returns many stored texts.
 
 Key layout::
 
@@ -84,6 +85,7 @@ __all__ = [
     "DEFAULT_POOL_TIMEOUT",
     "DEFAULT_SOCKET_TIMEOUT",
     "ENGINE_ERRORS",
+    "FRAME_SEPARATOR",
     "ClientHandle",
     "KeySpace",
     "RedisClient",
@@ -94,6 +96,7 @@ __all__ = [
     "load_record",
     "text",
     "translate_errors",
+    "unframe",
 ]
 
 #: Seconds to wait for a TCP (or TLS) connection to the server before giving up.
@@ -144,6 +147,28 @@ def escape(component: str) -> str:
 def text(value: bytes | str) -> str:
     """A reply as ``str``, whether the client decodes responses or not."""
     return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+#: What a read script puts between the pieces of its one text (Lua ``string.char(30)``, the
+#: record separator): a control character, which JSON text never holds raw (the encoder
+#: escapes it), so no stored JSON text contains it. See :func:`unframe`.
+FRAME_SEPARATOR = "\x1e"
+
+
+def unframe(reply: bytes | str) -> list[str]:
+    """The pieces of a read script's framed reply, as str.
+
+    A read script returns the stored texts it read joined by :data:`FRAME_SEPARATOR` in one
+    bulk string, rather than an array of them: redis-py's parser (pure Python without
+    hiredis) reads one bulk string at once, where an array costs a parse per element, and
+    the text is decoded once. The caller checks the number of pieces it expects: stored
+    data damaged to hold the separator comes back as one piece too many.
+    StorageUnavailable if the text is not UTF-8 (damaged data)."""
+    try:
+        decoded = reply.decode("utf-8") if isinstance(reply, bytes) else reply
+    except UnicodeDecodeError as exc:
+        raise StorageUnavailable("stored data is not UTF-8 text") from exc
+    return decoded.split(FRAME_SEPARATOR)
 
 
 #: :func:`agentstores.spec.values.dump_json` with its encoder made once: the same text, without

@@ -14,7 +14,9 @@ Conversations and summaries carry the user's hash tag; memories carry the store'
 * ``ms.sessions`` (set, user slot): the sessions in which the user has messages.
 
 Costs: saving a message is one script of O(1) commands; the newest N messages are one
-``LRANGE`` of N ids and one ``HMGET``; the count is ``LLEN``; clean-up by limit touches only
+script of one ``LRANGE`` of N ids and one ``HMGET``, which returns the records as one text
+(:func:`~._client.unframe`), decoded by shape (they were checked before they were written;
+damaged data is StorageUnavailable); the count is ``LLEN``; clean-up by limit touches only
 the dropped messages of that one conversation; clean-up by time rebuilds the list of each
 conversation of the user that loses messages. A user's memories are read whole (``HVALS``)
 and ordered, searched or ranked in Python; semantic retrieval embeds them all with the query.
@@ -55,10 +57,10 @@ from agentstores.spec.memory_storage import (
     UserMemory,
 )
 from agentstores.spec.messages import Message, message_to_json
-from agentstores.spec.values import Clock, check_id, dump_json, load_json, system_clock
+from agentstores.spec.values import Clock, check_id, dump_json, system_clock
 
 from .. import memory_storage_rules as rules
-from .._records import build
+from .._records import is_plain, message_from_stored, scan_json
 from . import cluster as _cluster
 from ._client import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -73,6 +75,7 @@ from ._client import (
     load_record,
     text,
     translate_errors,
+    unframe,
 )
 
 __all__ = ["SCHEMA_VERSION", "RedisMemoryStorage", "open_cluster_store", "open_store"]
@@ -162,18 +165,27 @@ return 1
 """
 )
 
+# One text (see _client.unframe): the number of records, then the records ('' for a listed id
+# without data), joined by FRAME_SEPARATOR.
 _GET_MESSAGES = Script(
     """
 local limit = tonumber(ARGV[1])
 local ids
 if limit == 0 then ids = redis.call('LRANGE', KEYS[1], 0, -1)
 else ids = redis.call('LRANGE', KEYS[1], -limit, -1) end
-local records = {}
-for i = 1, #ids, 500 do
-  local part = redis.call('HMGET', KEYS[2], unpack(ids, i, math.min(i + 499, #ids)))
-  for j = 1, #part do records[#records + 1] = part[j] end
+local sep = string.char(30)
+if #ids == 0 then return '0' end
+if #ids <= 500 then  -- the usual read: the records joined as they come
+  local records = redis.call('HMGET', KEYS[2], unpack(ids))
+  for j = 1, #records do if not records[j] then records[j] = '' end end
+  return #ids .. sep .. table.concat(records, sep)
 end
-return records
+local out = {tostring(#ids)}
+for i = 1, #ids, 500 do  -- unpack has a stack limit
+  local part = redis.call('HMGET', KEYS[2], unpack(ids, i, math.min(i + 499, #ids)))
+  for j = 1, #part do out[#out + 1] = part[j] or '' end
+end
+return table.concat(out, sep)
 """
 )
 
@@ -246,17 +258,53 @@ def _new_message_id() -> str:
     return os.urandom(16).hex()
 
 
-def _copied_message(obj: Any) -> Message:
-    """The message of a record this store just encoded from a checked message, parsed back:
-    ``message_from_json`` without checking it again."""
-    return build(
-        Message,
-        role=obj["role"],
-        content=tuple(obj["content"]),
-        created_at=obj["created_at"],
-        id=obj["id"],
-        metadata=obj["metadata"],
-    )
+_RECORD_KEYS = frozenset(("id", "session_id", "user_id", "created_at", "message"))
+_MESSAGE_KEYS = frozenset(("role", "content", "created_at", "id", "metadata"))
+# _decode_record fills the records' __dict__ itself (_records.assemble, inlined: the hot path
+# of get_messages), which is only right for plain frozen dataclasses.
+if not is_plain(ConversationMessage, Message):  # pragma: no cover - the spec's records are
+    raise ImportError("ConversationMessage and Message must be plain frozen dataclasses")
+_new = object.__new__
+_fill = object.__setattr__
+
+
+def _decode_record(body: str) -> ConversationMessage:
+    """The message whose stored record is ``body`` (``conversation_message_to_json``'s text),
+    in fresh objects; StorageUnavailable if it is not of that shape (damaged data).
+
+    The record was checked before it was written, so only its shape is checked here (as
+    ``rules.conversation_message_from_json`` would, without checking the message's values
+    again, as :func:`~.._records.message_from_stored`)."""
+    try:
+        try:
+            obj, end = scan_json(body, 0)
+        except StopIteration as exc:
+            raise ValueError(f"not JSON at {exc.value}") from None
+        if end != len(body) or type(obj) is not dict or obj.keys() != _RECORD_KEYS:
+            raise TypeError("not a stored message record")
+        message = obj["message"]
+        if (
+            type(obj["id"]) is not str
+            or type(obj["session_id"]) is not str
+            or type(obj["user_id"]) is not str
+            or type(obj["created_at"]) is not int
+            or type(message) is not dict
+        ):
+            raise TypeError("a field of the record has the wrong type")
+        if message.keys() == _MESSAGE_KEYS:  # message_to_json writes every field
+            parts = message["content"]
+            if type(parts) is not list or type(message["metadata"]) is not dict:
+                raise TypeError("message parts are not a list or its metadata not an object")
+            message["content"] = tuple(parts)
+            obj["message"] = decoded = _new(Message)
+            _fill(decoded, "__dict__", message)
+        else:
+            obj["message"] = message_from_stored(message)
+        record = _new(ConversationMessage)
+        _fill(record, "__dict__", obj)
+        return record
+    except (ValueError, TypeError) as exc:
+        raise StorageUnavailable(f"corrupt stored message in Redis: {exc}") from exc
 
 
 def _memory(raw: bytes | str) -> UserMemory:
@@ -558,14 +606,7 @@ class RedisMemoryStorage:
         args = [message_id, body, now, session_id]
         keys = self._message_keys(session_id, user_id)
         await self._script(_SAVE_MESSAGE, "save_message", keys, args)
-        return build(
-            ConversationMessage,
-            id=message_id,
-            session_id=session_id,
-            user_id=user_id,
-            message=_copied_message(load_json(body)["message"]),
-            created_at=now,
-        )
+        return _decode_record(body)
 
     async def get_messages(
         self, session_id: str, user_id: str, limit: int = 0
@@ -574,14 +615,12 @@ class RedisMemoryStorage:
         rules.check_pair(session_id, user_id)
         limit = rules.check_limit(limit)
         keys = self._conversation_keys(session_id, user_id)[:2]
-        raws = await self._script(_GET_MESSAGES, "get_messages", keys, [limit])
-        records = []
-        for raw in raws:
-            if raw is None:
-                raise StorageUnavailable("a listed message has no data")
-            obj = load_record(raw, what="message")
-            records.append(rules.conversation_message_from_json(obj))
-        return records
+        pieces = unframe(await self._script(_GET_MESSAGES, "get_messages", keys, [limit]))
+        if len(pieces) != int(pieces[0]) + 1:
+            raise StorageUnavailable(
+                "damaged data in Redis: a stored text holds a control character"
+            )
+        return [_decode_record(body) for body in pieces[1:]]
 
     async def delete_messages(self, session_id: str, user_id: str) -> None:
         """Delete the conversation of (session, user) (MS-20)."""

@@ -12,7 +12,9 @@ user, ``S`` a session id); every key of an app carries the hash tag of ``A``::
     sv.index:U       zset   the pair's sessions: hex16(2**63-1 - last_update_time) + S
     sv.order:U:S     zset   the session's events: hex16(timestamp) + hex16(the session's
                             version after the append: it grows with every append)
-    sv.events:U:S    hash   sv.order member -> the event as JSON (event_to_json)
+    sv.events:U:S    hash   sv.order member -> the event's stored text (:mod:`.._events`:
+                            event_to_json without default-valued fields; older sessions
+                            hold the full form, which reads the same)
     sv.ids:U:S       hash   event id -> sv.order member (duplicate ids, SV-13)
 
 Every sorted set has all scores 0, so Redis orders it by the member's bytes: fixed-width hex
@@ -24,10 +26,17 @@ JSON strings to Lua (its cjson would round big integers and ``-0.0``); only Pyth
 (Sessions written before the version keyed events kept an ``appended`` counter for it; every
 version is at least that count, so their old and new events stay in append order.)
 
-Cost of a write: the caller's event is checked and encoded once (:mod:`._events`); the script
+Cost of a write: the caller's event is checked and encoded once (:mod:`.._events`); the script
 reads the session's fields in one ``HMGET``, claims the event id with ``HSETNX``, writes, and
 returns only what the caller cannot know (agent id, metadata, creation time, and the state
 scopes for SV-10's merged view), not the version and time it stamped.
+
+Cost of a read: ``get`` and ``get_events`` are one script that returns what it read as one
+text (the stored texts joined by a separator, :func:`~._client.unframe`): redis-py parses a
+nested array reply element by element in Python, a bulk string at once. The stored texts
+were checked before they were written, so a read decodes them by shape only
+(:func:`.._events.decode_stored`): damaged data is StorageUnavailable, never a malformed
+event.
 
 Atomicity and concurrency: each write is one Lua script that checks and writes in isolation.
 ``append_event`` and ``update_state`` compare the stored ``version`` with the caller's inside
@@ -52,7 +61,6 @@ another slot, and SV-14 would not hold across a failure between the two.
 from __future__ import annotations
 
 import builtins
-import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
@@ -78,9 +86,9 @@ from agentstores.spec.session_service import (
 )
 from agentstores.spec.values import Clock, JSONObject, load_json, system_clock
 
+from .. import _events
 from .. import session_service_rules as rules
-from .._records import build
-from . import _events
+from .._records import build, scan_json
 from . import cluster as _cluster
 from ._client import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -95,6 +103,7 @@ from ._client import (
     load_record,
     text,
     translate_errors,
+    unframe,
 )
 
 __all__ = ["RedisSessionService", "open_cluster_store", "open_store"]
@@ -245,29 +254,64 @@ return 1
 """
 )
 
-# ARGV: 1 mode: 'all', 'last' (2 n) or 'range' (2 min, 3 max: BYLEX bounds).
-# Returns false if the session is missing, else {view, {event JSON...}} in SV-16's order.
+# ARGV: 1 mode: 'all' (every event), 'last' (the newest ARGV[2] + 1), 'none' (no events) or
+# 'range' (ARGV[2], ARGV[3]: BYLEX bounds; the events only, no session view: get_events).
+# Returns false if the session is missing (no field of its hash), else one text: pieces joined
+# by FRAME_SEPARATOR (see _client.unframe; one bulk string costs the client far less than
+# nested arrays):
+#   the counts "own user app events" (the state scopes' sizes, 0 in 'range' mode), the
+#   session's agent_id, metadata, created_at, last_update_time and version ('' if missing),
+#   then per scope (session, user, app) its keys and values (each key JSON-quoted: a key may
+#   hold any character), then the events' texts in SV-16's order.
 _READ = Script(
     """
-local fields = redis.call('HGETALL', KEYS[1])
-if #fields == 0 then return false end
+local s = redis.call('HMGET', KEYS[1], 'agent_id', 'metadata', 'created_at',
+                     'last_update_time', 'version', 'member')
+if not (s[1] or s[2] or s[3] or s[4] or s[5] or s[6]) then return false end
+local mode = ARGV[1]
 local members
-if ARGV[1] == 'all' then
+if mode == 'last' then
+  -- Counted from the tail, which Redis reaches at once (a range by rank from the head walks
+  -- the skip list: slow on a long, cold session), then put back in order.
+  local newest = redis.call('ZREVRANGE', KEYS[7], 0, ARGV[2])
+  local n = #newest
+  members = {}
+  for i = 1, n do members[i] = newest[n + 1 - i] end
+elseif mode == 'all' then
   members = redis.call('ZRANGE', KEYS[7], 0, -1)
-elseif ARGV[1] == 'last' then
-  -- n may exceed what a Lua number passes to Redis as an integer: cap it at the count.
-  local n = math.min(tonumber(ARGV[2]), redis.call('ZCARD', KEYS[7]))
-  if n == 0 then members = {} else members = redis.call('ZRANGE', KEYS[7], -n, -1) end
+elseif mode == 'none' then
+  members = {}
 else
   members = redis.call('ZRANGE', KEYS[7], ARGV[2], ARGV[3], 'BYLEX')
 end
-local bodies = {}
-for i = 1, #members, 500 do
-  local part = redis.call('HMGET', KEYS[6], unpack(members, i, math.min(i + 499, #members)))
-  for j = 1, #part do bodies[#bodies + 1] = part[j] end
+local out = {''}
+for i = 1, 5 do out[i + 1] = s[i] or '' end
+local counts = {0, 0, 0, #members}
+-- Most sessions have no state in any scope: one EXISTS then spares three HGETALLs (every
+-- command a script runs costs more than its work on a cold server).
+if mode ~= 'range' and redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4]) > 0 then
+  for scope = 2, 4 do
+    local flat = redis.call('HGETALL', KEYS[scope])
+    counts[scope - 1] = #flat / 2
+    for i = 1, #flat, 2 do
+      out[#out + 1] = cjson.encode(flat[i])
+      out[#out + 1] = flat[i + 1]
+    end
+  end
 end
-return {{fields, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]),
-         redis.call('HGETALL', KEYS[4])}, bodies}
+out[1] = table.concat(counts, ' ')
+local sep = string.char(30)
+if #members == 0 then return table.concat(out, sep) end
+if #members <= 500 then  -- the usual read: the bodies joined as they come
+  local bodies = redis.call('HMGET', KEYS[6], unpack(members))
+  for j = 1, #bodies do if not bodies[j] then bodies[j] = '' end end
+  return table.concat(out, sep) .. sep .. table.concat(bodies, sep)
+end
+for i = 1, #members, 500 do  -- unpack has a stack limit
+  local part = redis.call('HMGET', KEYS[6], unpack(members, i, math.min(i + 499, #members)))
+  for j = 1, #part do out[#out + 1] = part[j] or '' end
+end
+return table.concat(out, sep)
 """
 )
 
@@ -328,11 +372,39 @@ def _status(reply: Any) -> str | None:
     return None if isinstance(reply, bytes | str) else text(reply[0])
 
 
-def _event(raw: Any) -> Event:
+def _event(raw: bytes | str | None) -> Event:
+    """An event of a script's array reply, decoded by shape (:mod:`.._events`)."""
+    if raw is None:
+        raise StorageUnavailable("a listed event has no data in Redis")
     try:
-        return rules.event_from_json(load_record(raw, what="event"))
-    except (ValueError, TypeError) as exc:
-        raise StorageUnavailable(f"corrupt event in Redis: {exc}") from exc
+        body = text(raw)
+    except UnicodeDecodeError as exc:
+        raise StorageUnavailable("a stored event is not UTF-8 text") from exc
+    return _events.decode_stored(body)
+
+
+def _stored_json(piece: str, *, what: str) -> Any:
+    """A stored JSON text parsed (stored texts hold no whitespace); StorageUnavailable if it
+    is not exactly one JSON value (damaged data)."""
+    try:
+        value, end = scan_json(piece, 0)
+    except (StopIteration, ValueError):
+        end = -1
+    if end != len(piece):
+        raise StorageUnavailable(f"stored {what} in Redis is not valid JSON")
+    return value
+
+
+def _read_pieces(reply: bytes | str) -> tuple[list[str], tuple[int, int, int], int]:
+    """A ``_READ`` reply split: its pieces, the sizes of the three state scopes (session,
+    user, app) and the index of the first event's piece; StorageUnavailable if the pieces
+    are not as many as the counts say (damaged data that holds the separator)."""
+    pieces = unframe(reply)
+    own, user, app, count = (int(n) for n in pieces[0].split(" "))
+    first_event = 6 + 2 * (own + user + app)
+    if len(pieces) != first_event + count:
+        raise StorageUnavailable("damaged data in Redis: a stored text holds a separator")
+    return pieces, (own, user, app), first_event
 
 
 def _delta_args(parts: ScopedDelta) -> list[str]:
@@ -350,9 +422,8 @@ def _delta_args(parts: ScopedDelta) -> list[str]:
 
 
 def _new_id() -> str:
-    """A fresh event id: 32 hex digits, as ``rules.new_id`` gives (in the id domain,
-    practically unique), without building a UUID."""
-    return os.urandom(16).hex()
+    """A fresh event id (32 hex digits, as ``rules.new_id`` gives)."""
+    return _events.new_event_id()
 
 
 def _temp_copy(parts: ScopedDelta) -> JSONObject:
@@ -464,17 +535,41 @@ class RedisSessionService:
         except (KeyError, ValueError) as exc:
             raise StorageUnavailable(f"corrupt session {session_id!r} in Redis: {exc}") from exc
 
-    def _view(
-        self, key: tuple[str, str, str], reply: Sequence[Any], events: tuple[Event, ...]
-    ) -> Session:
-        """A session from a read script's reply: its hash and its three state scopes (SV-10)."""
-        fields, own, user_state, app_state = reply
-        state = {
-            **_json_hash(app_state, "app state"),
-            **_json_hash(user_state, "user state"),
-            **_json_hash(own, "session state"),
-        }
-        return self._session(*key, _hash(fields), state, events)
+    @staticmethod
+    def _view(key: tuple[str, str, str], reply: bytes | str) -> Session:
+        """The session of a ``_READ`` reply: its fields, merged state (SV-10) and events, the
+        stored texts decoded by shape (they were checked before they were written)."""
+        pieces, (own, user, app), first_event = _read_pieces(reply)
+        state: JSONObject = {}
+        # SV-10: the app's scope, then the user's, then the session's own win.
+        for start, size in ((6 + 2 * (own + user), app), (6 + 2 * own, user), (6, own)):
+            for i in range(start, start + 2 * size, 2):
+                name = _stored_json(pieces[i], what="state key")
+                if type(name) is not str:
+                    raise StorageUnavailable("a stored state key in Redis is not a str")
+                state[name] = _stored_json(pieces[i + 1], what="state value")
+        events = tuple([_events.decode_stored(body) for body in pieces[first_event:]])
+        agent_id = _stored_json(pieces[1], what="agent id")
+        metadata = _stored_json(pieces[2], what="metadata")
+        try:
+            if not (agent_id is None or type(agent_id) is str) or type(metadata) is not dict:
+                raise TypeError("agent id or metadata of the wrong type")
+            created_at, last_update_time, version = (int(n) for n in pieces[3:6])
+        except (ValueError, TypeError) as exc:
+            raise StorageUnavailable(f"corrupt session {key[2]!r} in Redis: {exc}") from exc
+        return build(
+            Session,
+            id=key[2],
+            app_name=key[0],
+            user_id=key[1],
+            agent_id=agent_id,
+            state=state,
+            events=events,
+            last_update_time=last_update_time,
+            created_at=created_at,
+            metadata=metadata,
+            version=version,
+        )
 
     @staticmethod
     def _written(
@@ -561,15 +656,18 @@ class RedisSessionService:
         """The session with its merged state and events (SV-3, SV-10, SV-16)."""
         req = rules.check_get(request)
         key = (req.app_name, req.user_id, req.session_id)
-        if req.num_recent_events is None:
+        newest = req.num_recent_events
+        if newest is None:
             args = ["all"]
-        else:
-            args = ["last", str(min(req.num_recent_events, _MAX_RANK))]
+        elif newest == 0:
+            args = ["none"]
+        else:  # ZREVRANGE 0 (n - 1); Redis takes a stop up to 2**63-1, and caps it at the end
+            args = ["last", str(min(newest, _MAX_RANK) - 1)]
         async with translate_errors("get"):
             reply = await _READ(self._handle.client, self._session_keys(*key), args)
         if not reply:
             return None
-        return self._view(key, reply[0], tuple(_event(body) for body in reply[1]))
+        return self._view(key, reply)
 
     async def update(self, request: UpdateRequest) -> None:
         """Replace the session's metadata; version unchanged (SV-4)."""
@@ -639,10 +737,10 @@ class RedisSessionService:
         One script of a dozen O(log N) commands, whatever the session's length. Everything the
         caller gave is encoded before the first await (G-7)."""
         handle = rules.check_handle(session)
-        checked = _events.checked_event(event)  # the store's own copy (G-7)
+        checked = _events.checked_event(event)  # the caller's dicts: encoded before any await
         if checked.actions.state_delta:
             parts = split_state_delta(checked.actions.state_delta)
-            delta, temp = _delta_args(parts), parts.temp
+            delta, temp = _delta_args(parts), _temp_copy(parts)
         else:  # most events change no state
             delta, temp = [], {}
         key = (handle.app_name, handle.user_id, handle.id)
@@ -650,17 +748,17 @@ class RedisSessionService:
         version = handle.version + 1
         event_id = checked.id if checked.id is not None else _new_id()
         now = self._clock()
-        stored = _events.stored_event(checked, event_id=event_id, now=now)
-        body = _events.encode(stored)
+        timestamp = now if checked.timestamp is None else checked.timestamp
+        # The stored form, encoded once: the store's own copy (G-7).
+        body = _events.encode_stored(checked, event_id=event_id, now=now)
         async with translate_errors("append_event"):
             while True:
-                assert stored.timestamp is not None  # stored_event stamps it
                 args = [
                     str(handle.version),
                     str(version),
                     event_id,
                     # SV-16: by time, then in append order, which the version counts.
-                    _hex(stored.timestamp) + _hex(version),
+                    _hex(timestamp) + _hex(version),
                     body,
                     str(now),
                     self._member(now, handle.id),
@@ -671,12 +769,15 @@ class RedisSessionService:
                     break
                 if checked.id is not None:
                     raise AlreadyExists(f"event {event_id!r} exists in session {handle.id!r}")
-                # A chosen id that is taken (practically never): choose again.
-                event_id, now = _new_id(), self._clock()
-                stored = _events.stored_event(checked, event_id=event_id, now=now)
-                body = _events.encode(stored)
+                # A chosen id that is taken (practically never): choose again, encoding the
+                # stored copy, not the caller's event (which may have changed meanwhile).
+                event_id = _new_id()
+                body = _events.encode_stored(
+                    _events.decode_stored(body), event_id=event_id, now=now
+                )
         written = self._accepted(reply, handle)
-        events = (*handle.events, stored)
+        # The event returned is decoded from the text stored: it shares nothing (G-7).
+        events = (*handle.events, _events.decode_stored(body))
         return self._written(key, written, events=events, now=now, version=version, temp=temp)
 
     async def update_state(self, session: Session, delta: Mapping[str, Any]) -> Session:
@@ -717,7 +818,8 @@ class RedisSessionService:
             reply = await _READ(self._handle.client, self._session_keys(*key), ["range", low, high])
         if not reply:
             raise NotFound(f"no session {session_id!r} for this app and user")
-        return rules.filter_events((_event(body) for body in reply[1]), f)
+        pieces, _, first_event = _read_pieces(reply)
+        return rules.filter_events(map(_events.decode_stored, pieces[first_event:]), f)
 
     # --- search (SV-19 .. SV-25) -------------------------------------------------------------
 

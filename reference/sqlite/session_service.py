@@ -13,7 +13,7 @@ Four tables under the store's prefix (``sv_`` keeps them apart from other famili
   session's version after the append (it grows with every append; rows of schema version 1
   have the count of appends before them, which is smaller). The fields that filters and search
   use are columns; the whole event is JSON in ``body``, in the compact form of
-  :mod:`._events`.
+  :mod:`.._events`.
 
 Event ids (SV-12, SV-13): an event the caller gives no id gets ``hex16(timestamp) +
 hex16(seq)``, unique in the session because (timestamp, seq) is, and not indexed (``indexed =
@@ -31,13 +31,15 @@ processes sharing the file (SV-15); the event insert and the state writes commit
 not at all (SV-14). Arguments are validated and serialised before the transaction.
 
 Cost of an append: the event is checked and encoded once, before the transaction
-(:mod:`._events`); the transaction is BEGIN IMMEDIATE, one UPDATE of the session row that
-checks the version and returns the row (the row is read first only when the event changes the
-session's own state), one lookup for the id (above), one INSERT, one SELECT of the shared state
-for the returned session (SV-10), and COMMIT; the returned event is decoded from the stored
-text while the worker commits. A read of the newest ``n`` events is one statement (no BEGIN
-and COMMIT): the session row with the shared state, joined to its newest ``n`` events; they
-are decoded on the loop's side.
+(:mod:`.._events`); the transaction is BEGIN IMMEDIATE, one UPDATE of the session row that
+checks the version and returns the row with the shared state for the returned session (SV-10;
+the row is read first only when the event changes the session's own state, the shared state
+again only when it changes the app's or the user's), one INSERT whose guard makes the id
+lookup (above), and COMMIT; the returned event is decoded from the stored text while the
+worker commits. A read of the newest ``n`` events is two statements in one read transaction:
+the session row with the shared state, then its newest ``n`` events (cheaper than one join,
+which repeats the session's columns on every event's row); they are decoded on the loop's
+side.
 """
 
 from __future__ import annotations
@@ -70,9 +72,9 @@ from agentstores.spec.session_service import (
 )
 from agentstores.spec.values import Clock, JSONObject, dump_json, load_json, system_clock
 
+from .. import _events
 from .. import session_service_rules as rules
 from .._records import assemble
-from . import _events
 from ._db import DEFAULT_BUSY_TIMEOUT, Database, Migration, Synchronous, context_location
 
 __all__ = ["MIGRATIONS", "SQLiteSessionService", "open_store"]
@@ -212,7 +214,7 @@ def _load(text: str, what: str) -> Any:
 
 
 def _event(body: str) -> Event:
-    """An event read back: the text this store wrote, decoded (:mod:`._events`)."""
+    """An event read back: the text this store wrote, decoded (:mod:`.._events`)."""
     return _events.decode_stored(body)
 
 
@@ -261,9 +263,13 @@ class SQLiteSessionService:
             f"SELECT (SELECT state FROM {self._apps} WHERE app_name = ?), "
             f"(SELECT state FROM {self._users} WHERE app_name = ? AND user_id = ?)"
         )
+        # The bump returns the shared state too (SV-10), which it does not change: a write
+        # without an app: or user: delta needs no statement of its own to read it.
         bump = (
             "version = version + 1, last_update_time = ?, appended = appended + ? "
-            f"{key} AND version = ? RETURNING {_SESSION_COLUMNS}, appended"
+            f"{key} AND version = ? RETURNING {_SESSION_COLUMNS}, appended, "
+            f"(SELECT state FROM {self._apps} WHERE app_name = ?), "
+            f"(SELECT state FROM {self._users} WHERE app_name = ? AND user_id = ?)"
         )
         # SV-3: the session's row with the shared state (SV-10), then its events in SV-16's
         # order (all, or the newest n by an index range read backwards).
@@ -274,27 +280,34 @@ class SQLiteSessionService:
             f"FROM {self._sessions} {key}"
         )
         self._select_events = f"SELECT body FROM {self._events} {key} ORDER BY timestamp, seq"
-        # The session row, its shared state, and its newest n events (SV-16's order backwards,
-        # along the order index: no sort); a session without events gives one row, body NULL.
+        # The newest n events: SV-16's order backwards, along the order index (no sort). Read
+        # after _select_row_and_shared in one transaction: two lean statements cost less than
+        # one join that repeats the session's columns on every event's row.
         self._select_newest = (
-            "SELECT e.body, s.agent_id, s.metadata, s.state, s.created_at, "
-            "s.last_update_time, s.version, "
-            f"(SELECT state FROM {self._apps} WHERE app_name = ?1), "
-            f"(SELECT state FROM {self._users} WHERE app_name = ?1 AND user_id = ?2) "
-            f"FROM {self._sessions} AS s LEFT JOIN {self._events} AS e "
-            "ON e.app_name = s.app_name AND e.user_id = s.user_id AND e.session_id = s.session_id "
-            "WHERE s.app_name = ?1 AND s.user_id = ?2 AND s.session_id = ?3 "
-            "ORDER BY e.timestamp DESC, e.seq DESC LIMIT ?4"
+            f"SELECT body FROM {self._events} {key} ORDER BY timestamp DESC, seq DESC LIMIT ?"
         )
         self._bump_version = f"UPDATE {self._sessions} SET {bump}"
         self._bump_version_and_state = f"UPDATE {self._sessions} SET state = ?, {bump}"
-        self._insert_event = (
+        # SV-13's id checks ride in the INSERT (see _append_writer): it inserts nothing if the
+        # id is taken by an event of the other kind (the guard) or of its own kind (a conflict
+        # on the unique order key or the index of ids), and the lookups below tell which only
+        # then. Parameters: ?1 to ?12 the columns, ?13 and ?14 the (timestamp, seq) of a given id
+        # of the derived form.
+        insert = (
             f"INSERT INTO {self._events} (app_name, user_id, session_id, seq, event_id, "
             "indexed, timestamp, author, agent_id, branch, role, body) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+            "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 WHERE {guard} "
+            "ON CONFLICT DO NOTHING"
         )
-        self._select_derived_id = (
-            f"SELECT 1 FROM {self._events} {key} AND timestamp = ? AND seq = ? AND NOT indexed"
+        in_session = "app_name = ?1 AND user_id = ?2 AND session_id = ?3"
+        self._insert_derived_event = insert.format(
+            guard=f"NOT EXISTS (SELECT 1 FROM {self._events} "
+            f"WHERE {in_session} AND event_id = ?5 AND indexed)"
+        )
+        self._insert_given_event = insert.format(guard="1")
+        self._insert_given_derived_form_event = insert.format(
+            guard=f"NOT EXISTS (SELECT 1 FROM {self._events} "
+            f"WHERE {in_session} AND timestamp = ?13 AND seq = ?14 AND NOT indexed)"
         )
         self._select_indexed_id = f"SELECT 1 FROM {self._events} {key} AND event_id = ? AND indexed"
 
@@ -438,18 +451,19 @@ class SQLiteSessionService:
     ) -> Any:
         """Count the write in the session row, conditional on the version the caller read
         (SV-15): next version, ``last_update_time = now``, ``appended`` more events, and the
-        session's own ``state`` if given. Returns the row as :meth:`_row` reads it.
+        session's own ``state`` if given. Returns the row as :meth:`_row` reads it, then the
+        app's and the pair's state as stored (or None), as they are before the write's own
+        app: and user: parts apply.
 
         One statement, which checks the version itself: a write without a delta for the
         session's own state never reads the row first.
         """
-        key = (session.app_name, session.user_id, session.id, session.version)
+        app, user = session.app_name, session.user_id
+        args = (now, appended, app, user, session.id, session.version, app, app, user)
         if state is None:
-            rows = conn.execute(self._bump_version, (now, appended, *key)).fetchall()
+            rows = conn.execute(self._bump_version, args).fetchall()
         else:
-            rows = conn.execute(
-                self._bump_version_and_state, (dump_json(state), now, appended, *key)
-            ).fetchall()
+            rows = conn.execute(self._bump_version_and_state, (dump_json(state), *args)).fetchall()
         if not rows:
             self._checked_row(conn, session)  # raises NotFound or Conflict
             # Unreachable: the row exists at the version read, and the write lock is held.
@@ -497,41 +511,38 @@ class SQLiteSessionService:
     async def get(self, request: GetRequest) -> Session | None:
         """The session with its merged state and events (SV-3, SV-10, SV-16).
 
-        With ``num_recent_events`` it is one statement (its own snapshot, no BEGIN and
-        COMMIT): the session row joined to its newest n events, read backwards along the
-        order index, the shared state with it. The events are decoded on the loop's side.
+        One snapshot: the session row with the shared state, then its events (all, or the
+        newest n read backwards along the order index). The events are decoded on the loop's
+        side.
         """
         req = rules.check_get(request)
         app, user, session_id = req.app_name, req.user_id, req.session_id
         key = (app, user, session_id)
         newest = req.num_recent_events
-        if newest is not None:
-            rows = await self._db.query(
-                lambda conn: conn.execute(self._select_newest, (*key, max(newest, 1))).fetchall()
+        if newest == 0:  # one statement: its own snapshot, no BEGIN and COMMIT
+            row = await self._db.query(
+                lambda conn: conn.execute(
+                    self._select_row_and_shared, (app, app, user, *key)
+                ).fetchone()
             )
-            if not rows:
+            if row is None:
                 return None
-            head = rows[0]  # (body, agent_id, metadata, state, created, updated, version, ...)
-            bodies = [row[0] for row in reversed(rows)] if newest and head[0] is not None else []
-            return self._session(
-                app,
-                user,
-                (session_id, *head[1:7]),
-                self._merged(head[7], head[8]),
-                tuple([_event(body) for body in bodies]),
-            )
+            return self._session(app, user, row, self._merged(row[8], row[9]), ())
 
         def read(conn: sqlite3.Connection) -> tuple[Any, list[Any]] | None:
             row = conn.execute(self._select_row_and_shared, (app, app, user, *key)).fetchone()
             if row is None:
                 return None
-            return row, conn.execute(self._select_events, key).fetchall()
+            if newest is None:
+                return row, conn.execute(self._select_events, key).fetchall()
+            return row, conn.execute(self._select_newest, (*key, newest)).fetchall()[::-1]
 
         found = await self._db.read(read)
         if found is None:
             return None
         row, bodies = found
-        events = tuple([_event(body) for (body,) in bodies])
+        decode = _events.decode_stored
+        events = tuple([decode(body) for (body,) in bodies])
         return self._session(app, user, row, self._merged(row[8], row[9]), events)
 
     async def update(self, request: UpdateRequest) -> None:
@@ -586,10 +597,10 @@ class SQLiteSessionService:
     async def append_event(self, session: Session, event: Event) -> Session:
         """Append the event and apply its delta atomically, if the session is fresh (SV-13).
 
-        The event is checked and encoded before the first await (G-7, :mod:`._events`); the
+        The event is checked and encoded before the first await (G-7, :mod:`.._events`); the
         transaction is one UPDATE of the session row, conditional on the caller's version and
-        returning the new row, a lookup for a duplicate id, one INSERT of the event, and one
-        SELECT of the shared state.
+        returning the new row with the shared state, and one INSERT of the event guarded by
+        the lookup for a duplicate id (see :meth:`_append_writer`).
         """
         handle = rules.check_handle(session)
         checked = _events.checked_event(event)
@@ -645,6 +656,13 @@ class SQLiteSessionService:
         app, user = handle.app_name, handle.user_id
         key = (app, user, handle.id)
         derived = origin is _Origin.DERIVED
+        guard_args: tuple[int, ...] = ()
+        if derived:
+            insert = self._insert_derived_event
+        elif (parsed := _derived_key(event_id)) is not None:
+            insert, guard_args = self._insert_given_derived_form_event, parsed
+        else:
+            insert = self._insert_given_event
 
         def taken() -> Exception:
             if origin is _Origin.GIVEN:
@@ -658,23 +676,20 @@ class SQLiteSessionService:
                 state.update(parts.session)
             row = self._bump(conn, handle, now, state=state, appended=1)
             # SV-13, the id is new in the session: an id in the unique index is unique among
-            # those (the INSERT does nothing otherwise); a derived id is unique among derived
-            # ones (one per version); the lookups compare each kind with the other.
-            if derived:
-                if conn.execute(self._select_indexed_id, (*key, event_id)).fetchone():
-                    raise taken()
-            elif (parsed := _derived_key(event_id)) is not None and conn.execute(
-                self._select_derived_id, (*key, *parsed)
-            ).fetchone():
-                raise taken()
+            # those (a conflict otherwise); a derived id is unique among derived ones (one per
+            # version); the INSERT's guard compares each kind with the other.
             if not conn.execute(
-                self._insert_event, (*key, row[6], event_id, int(not derived), *columns)
+                insert, (*key, row[6], event_id, int(not derived), *columns, *guard_args)
             ).rowcount:
-                if derived:  # (timestamp, version) is taken: the version check failed
-                    raise Conflict("session changed during the write", expected=handle.version)
-                raise taken()
-            self._merge_shared(conn, app, user, parts.app, parts.user)
-            return row, self._shared(conn, app, user)
+                lookup = self._select_indexed_id
+                if not derived or conn.execute(lookup, (*key, event_id)).fetchone():
+                    raise taken()
+                # (timestamp, version) is taken: the version check failed.
+                raise Conflict("session changed during the write", expected=handle.version)
+            if parts.app or parts.user:
+                self._merge_shared(conn, app, user, parts.app, parts.user)
+                return row, self._shared(conn, app, user)
+            return row, self._merged(row[8], row[9])
 
         return write
 
@@ -690,8 +705,11 @@ class SQLiteSessionService:
                 state = _load(self._checked_row(conn, handle)[3], "session state")
                 state.update(parts.session)
             row = self._bump(conn, handle, self._clock(), state=state, appended=0)
-            self._merge_shared(conn, app, user, parts.app, parts.user)
-            shared = self._shared(conn, app, user)
+            if parts.app or parts.user:
+                self._merge_shared(conn, app, user, parts.app, parts.user)
+                shared = self._shared(conn, app, user)
+            else:
+                shared = self._merged(row[8], row[9])
             return self._session(app, user, row, shared, tuple(handle.events), parts.temp)
 
         return await self._db.write(write)

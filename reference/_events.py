@@ -1,41 +1,41 @@
-"""Events of the SQLite session service checked, encoded and decoded in one pass each.
+"""Session-service events checked, encoded and decoded in one pass each: the fast path that the
+SQLite and Redis session services share.
 
 :func:`agentstores.reference.session_service_rules.check_event` returns a private copy of the
 event, each of its dicts copied through JSON, and ``rules.event_from_json`` checks every
-message again when an event is read back. On SQLite an append commits in a few hundred
-microseconds and a read of the newest 20 events in less, so those copies and checks were the
-larger part of both. Here:
+message again when an event is read back. An append commits in a few hundred microseconds on
+either engine and a read of the newest 20 events takes less, so those copies and checks were
+the larger part of both. Here:
 
 * :func:`checked_event` makes the checks of ``rules.check_event`` (SV-12, in the same order,
-  with the same errors; a shortcut for plain text messages) and copies nothing;
-  :func:`encode_stored` then encodes the stored form once, before the store awaits anything,
-  and that text is the copy (G-7): the event the store returns is rebuilt from it.
-* :func:`decode_stored` rebuilds an event from the text the store wrote, in fresh objects
-  (records built with :func:`~.._records.assemble`).
+  with the same errors; a shortcut for the usual message, see :func:`_plainly_valid`) and
+  copies nothing; :func:`encode_stored` then encodes the stored form once, before the store
+  awaits anything, and that text is the copy (G-7): the event the store returns is decoded
+  from it.
+* :func:`decode_stored` rebuilds an event from the text a store wrote, in fresh objects.
   The text was checked before it was written, so it checks the shape only (an object with
-  the required fields and the right kind of containers), enough to report a damaged row as
+  the required fields and the right kind of containers), enough to report damaged data as
   ``StorageUnavailable`` rather than return a malformed event.
 
-The stored object is ``rules.event_to_json``'s without its default-valued fields (see below);
-``tests/test_sqlite_events.py`` holds both codecs to the same results. The Redis reference has
-the same three steps (``reference/redis/_events.py``).
+The stored object is ``rules.event_to_json``'s without its default-valued fields (see below).
+Text in the full form, which earlier versions of both stores wrote, decodes the same.
+``tests/test_sqlite_events.py`` and ``tests/test_redis_fast_paths.py`` hold these to the rules.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from agentstores.spec.errors import InvalidArgument, StorageUnavailable
 from agentstores.spec.messages import Message, check_message
-from agentstores.spec.session_service import (
-    Event,
-    EventActions,
-    check_state_delta,
-    is_temp_key,
-)
+from agentstores.spec.session_service import Event, EventActions, check_state_delta, is_temp_key
 from agentstores.spec.values import (
+    MAX_ID_LENGTH,
+    MAX_INT_BITS,
     JSONObject,
     JSONValue,
     check_id,
@@ -44,8 +44,8 @@ from agentstores.spec.values import (
     check_timestamp,
 )
 
-from .._records import assemble, record_maker, scan_json
-from ..session_service_rules import check_bool, check_text, expect_type, optional_id
+from ._records import assemble, is_plain, scan_json
+from .session_service_rules import check_bool, check_text, expect_type, optional_id
 
 __all__ = [
     "checked_event",
@@ -105,10 +105,8 @@ def _checked_actions(actions: object) -> EventActions:
     )
 
 
-def _plain_text(text: object) -> bool:
-    """Whether ``text`` is a str that the JSON value domain accepts (no lone surrogate)."""
-    if type(text) is not str:
-        return False
+def _valid_text(text: str) -> bool:
+    """Whether a str is in the JSON value domain (no lone surrogate, G-5)."""
     if text.isascii():  # O(1) in CPython, and most text
         return True
     try:
@@ -118,30 +116,69 @@ def _plain_text(text: object) -> bool:
     return True
 
 
-def _check_message(message: object) -> None:
-    """``check_message(message)``, with a shortcut for the usual message: a role and text
-    parts, no id, no metadata. The shortcut accepts only messages that ``check_message``
-    accepts; anything else (and every error) goes through ``check_message`` itself."""
-    if (
-        type(message) is Message
-        and type(message.content) is tuple
-        and message.id is None
-        and type(message.metadata) is dict
-        and not message.metadata
-        and message.role
-        and _plain_text(message.role)
-        and all(
-            type(part) is dict
-            and len(part) == 2
-            and part.get("type") == "text"
-            and _plain_text(part.get("text"))
-            for part in message.content
-        )
+def _flat_and_plain(obj: dict[Any, Any]) -> bool:
+    """Whether a dict certainly is a valid JSON object (G-4, G-5) whose values are all
+    scalars: str keys and values of valid text, bools, None, ints of at most MAX_INT_BITS
+    bits, finite floats. False says nothing (nested values get the full check)."""
+    for key, value in obj.items():
+        if type(key) is not str or not _valid_text(key):
+            return False
+        kind = type(value)
+        if kind is str:
+            if not _valid_text(value):
+                return False
+        elif kind is int:
+            if value.bit_length() > MAX_INT_BITS:
+                return False
+        elif kind is float:
+            if not math.isfinite(value):
+                return False
+        elif kind is not bool and value is not None:
+            return False
+    return True
+
+
+def _plainly_valid(message: object) -> bool:
+    """Whether ``check_message`` certainly accepts the message, judged at a glance for the
+    usual one (exact types, flat parts and metadata); False says nothing, and the message
+    gets the full check (which also gives the error)."""
+    if type(message) is not Message:
+        return False
+    role = message.role
+    if type(role) is not str or not role or not _valid_text(role):
+        return False
+    content: Any = message.content  # the caller's: of any type
+    if type(content) is not tuple and type(content) is not list:
+        return False
+    for part in content:
+        if type(part) is not dict or not _flat_and_plain(part):
+            return False
+        kind = part.get("type")
+        if (
+            type(kind) is not str
+            or not kind
+            or (kind == "text" and type(part.get("text")) is not str)
+        ):
+            return False
+    created_at, message_id, metadata = message.created_at, message.id, message.metadata
+    if created_at is not None and (type(created_at) is not int or not 0 <= created_at < 2**63):
+        return False
+    if message_id is not None and not (
+        type(message_id) is str
+        and 0 < len(message_id) <= MAX_ID_LENGTH
+        and "\x00" not in message_id
+        and _valid_text(message_id)
     ):
-        if message.created_at is not None:
-            check_timestamp(message.created_at, what="message created_at")
-        return
-    check_message(message)
+        return False
+    return type(metadata) is dict and (not metadata or _flat_and_plain(metadata))
+
+
+def _check_message(message: object) -> None:
+    """``check_message(message)``, with :func:`_plainly_valid` as the shortcut: it accepts
+    only messages that ``check_message`` accepts; anything else (and every error) goes
+    through ``check_message`` itself."""
+    if not _plainly_valid(message):
+        check_message(message)
 
 
 def checked_event(event: object) -> Event:
@@ -251,7 +288,7 @@ _EVENT_FIELDS: JSONObject = {
 }
 _MESSAGE_FIELDS: JSONObject = {
     "role": None,
-    "content": (),
+    "content": [],  # never handed out: the message gets a tuple of it
     "created_at": None,
     "id": None,
     "metadata": None,
@@ -264,18 +301,28 @@ _ACTIONS_FIELDS: JSONObject = {
     "escalate": False,
     "custom_actions": None,
 }
-#: :func:`~.._records.assemble` for the three classes of an event, bound once.
-_record = record_maker(Event, EventActions, Message)
+_EVENT_SIZE = len(_EVENT_FIELDS)
+_MESSAGE_SIZE = len(_MESSAGE_FIELDS)
+_ACTIONS_SIZE = len(_ACTIONS_FIELDS)
+
+# decode_stored fills each record's __dict__ itself (what _records.assemble does, inlined: a
+# read of 20 events builds 60 records, and the calls were a tenth of its cost), which is only
+# right for plain frozen dataclasses.
+if not is_plain(Event, EventActions, Message):  # pragma: no cover - the spec's records are
+    raise ImportError("Event, EventActions and Message must be plain frozen dataclasses")
+_new = object.__new__
+_fill = object.__setattr__
 
 
 def decode_stored(body: str) -> Event:
-    """The event whose stored form is ``body`` (:func:`encode_stored`), in fresh objects;
-    StorageUnavailable if the text is not JSON of that shape (a damaged row).
+    """The event whose stored form is ``body`` (:func:`encode_stored`, or the full form of
+    ``rules.event_to_json``), in fresh objects; StorageUnavailable if the text is not JSON of
+    that shape (damaged data).
 
-    Missing keys take their defaults, each mutable default a new object. The checks are of
-    the shape only: objects and lists where they belong, no unknown field; a scalar of
-    another type in the right place is what was stored, and comes back. (The hottest code of
-    a read: :func:`~.._records.assemble` is inlined.)
+    Missing keys take their defaults, and null objects are empty ones, each a new object.
+    The checks are of the shape only: objects and lists where they belong, no unknown field,
+    an author, id and timestamp, a message's role; a scalar of another type in the right
+    place is what was stored, and comes back. (The hottest code of a read.)
     """
     try:
         try:
@@ -284,23 +331,30 @@ def decode_stored(body: str) -> Event:
             raise ValueError(f"not JSON at {exc.value}") from None
         if end != len(body) or type(obj) is not dict:
             raise TypeError("not one JSON object")
-        if "author" not in obj or "id" not in obj or "timestamp" not in obj:
-            raise TypeError("author, id or timestamp missing")
         fields = {**_EVENT_FIELDS, **obj}
+        if (
+            len(fields) != _EVENT_SIZE
+            or "author" not in obj
+            or "id" not in obj
+            or "timestamp" not in obj
+        ):
+            raise TypeError("unknown event fields, or author, id or timestamp missing")
         content = fields["content"]
         if content is not None:
+            if type(content) is not dict or "role" not in content:
+                raise TypeError("the message is not an object with a role")
             message = {**_MESSAGE_FIELDS, **content}
             parts = message["content"]
-            if message["metadata"] is None:
+            metadata = message["metadata"]
+            if metadata is None:
                 message["metadata"] = {}
-            if (
-                type(parts) is not list
-                or type(message["metadata"]) is not dict
-                or len(message) != len(_MESSAGE_FIELDS)
-            ):
-                raise TypeError("message parts or metadata of the wrong kind, or unknown fields")
+            elif type(metadata) is not dict:
+                raise TypeError("message metadata is not an object")
+            if type(parts) is not list or len(message) != _MESSAGE_SIZE:
+                raise TypeError("message parts are not a list, or unknown message fields")
             message["content"] = tuple(parts)
-            fields["content"] = _record(Message, message)
+            fields["content"] = record = _new(Message)
+            _fill(record, "__dict__", message)
         stored = fields["actions"]
         if stored is None:
             actions: JSONObject = {
@@ -312,6 +366,8 @@ def decode_stored(body: str) -> Event:
                 "custom_actions": {},
             }
         else:
+            if type(stored) is not dict:
+                raise TypeError("actions is not an object")
             actions = {**_ACTIONS_FIELDS, **stored}
             for name in ("state_delta", "artifact_delta", "custom_actions"):
                 value = actions[name]
@@ -319,9 +375,10 @@ def decode_stored(body: str) -> Event:
                     actions[name] = {}
                 elif type(value) is not dict:
                     raise TypeError(f"{name} is not an object")
-            if len(actions) != len(_ACTIONS_FIELDS):
+            if len(actions) != _ACTIONS_SIZE:
                 raise TypeError("unknown fields in actions")
-        fields["actions"] = _record(EventActions, actions)
+        fields["actions"] = built = _new(EventActions)
+        _fill(built, "__dict__", actions)
         tool_ids = fields["long_running_tool_ids"]
         if tool_ids != ():
             if type(tool_ids) is not list:
@@ -332,8 +389,8 @@ def decode_stored(body: str) -> Event:
             fields["metadata"] = {}
         elif type(metadata) is not dict:
             raise TypeError("event metadata is not an object")
-        if len(fields) != len(_EVENT_FIELDS):
-            raise TypeError("unknown event fields")
-        return _record(Event, fields)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise StorageUnavailable(f"corrupt event in the database: {exc}") from exc
+        event = _new(Event)
+        _fill(event, "__dict__", fields)
+        return event
+    except (ValueError, TypeError) as exc:
+        raise StorageUnavailable(f"corrupt stored event: {exc}") from exc
