@@ -190,7 +190,9 @@ def load_record(raw: bytes | str, *, what: str) -> JSONValue:
 #: OSError, on 3.11; named for clarity. RedisClusterException is no RedisError: the cluster
 #: client raises it for keys of several slots in one command (a layout bug) and when it cannot
 #: reach the cluster.
-ENGINE_ERRORS = (TimeoutError, RedisError, RedisClusterException, OSError)
+#: A client made with ``decode_responses=True`` decodes replies itself: stored bytes that are
+#: not UTF-8 (damaged data) fail there, as UnicodeDecodeError.
+ENGINE_ERRORS = (TimeoutError, RedisError, RedisClusterException, OSError, UnicodeDecodeError)
 
 
 class _ErrorTranslation:
