@@ -40,12 +40,17 @@ from agentstores.spec.values import (
     JSONValue,
     check_id,
     check_json_object,
-    check_non_negative_int,
     check_timestamp,
 )
 
 from ._records import assemble, is_plain, scan_json
-from .session_service_rules import check_bool, check_text, expect_type, optional_id
+from .session_service_rules import (
+    check_artifact_delta,
+    check_bool,
+    check_text,
+    expect_type,
+    optional_id,
+)
 
 __all__ = [
     "checked_event",
@@ -83,13 +88,7 @@ def _mapping_object(value: object, *, what: str) -> JSONObject:
 def _checked_actions(actions: object) -> EventActions:
     expect_type(actions, EventActions, what="event actions")
     assert isinstance(actions, EventActions)
-    artifacts = actions.artifact_delta
-    if not isinstance(artifacts, Mapping):
-        raise InvalidArgument("artifact_delta must be a mapping")
-    checked_artifacts: dict[str, int] = {}
-    for name, version in artifacts.items():
-        check_id(name, what="artifact name")
-        checked_artifacts[name] = check_non_negative_int(version, what=f"artifact {name!r}")
+    checked_artifacts = check_artifact_delta(actions.artifact_delta)
     delta = actions.state_delta
     return assemble(
         EventActions,

@@ -63,6 +63,7 @@ from agentstores.spec.values import (
 )
 
 __all__ = [
+    "check_artifact_delta",
     "check_bool",
     "check_create",
     "check_event",
@@ -221,16 +222,22 @@ def check_handle(session: object) -> Session:
     return session
 
 
+def check_artifact_delta(artifacts: object) -> dict[str, int]:
+    """A copy of an event's ``artifact_delta`` if SV-12 accepts it: artifact names in the id
+    domain, versions non-negative ints; else InvalidArgument."""
+    if not isinstance(artifacts, Mapping):
+        raise InvalidArgument("artifact_delta must be a mapping")
+    checked: dict[str, int] = {}
+    for name, version in artifacts.items():
+        check_id(name, what="artifact name")
+        checked[name] = check_non_negative_int(version, what=f"artifact {name!r}")
+    return checked
+
+
 def _check_actions(actions: object) -> EventActions:
     expect_type(actions, EventActions, what="event actions")
     assert isinstance(actions, EventActions)
-    artifacts = actions.artifact_delta
-    if not isinstance(artifacts, Mapping):
-        raise InvalidArgument("artifact_delta must be a mapping")
-    checked_artifacts: dict[str, int] = {}
-    for name, version in artifacts.items():
-        check_id(name, what="artifact name")
-        checked_artifacts[name] = check_non_negative_int(version, what=f"artifact {name!r}")
+    checked_artifacts = check_artifact_delta(actions.artifact_delta)
     return EventActions(
         state_delta=copy_json(check_state_delta(actions.state_delta)),
         artifact_delta=checked_artifacts,

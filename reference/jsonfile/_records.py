@@ -48,6 +48,7 @@ __all__ = [
     "open_for_append",
     "open_log",
     "parse_line",
+    "pread_exactly",
     "read_forward",
     "read_record_at",
     "read_tail",
@@ -139,7 +140,7 @@ def parse_line(line: bytes, offset: int, name: str) -> Record | None:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _pread(fd: int, size: int, offset: int) -> bytes:
+def pread_exactly(fd: int, size: int, offset: int) -> bytes:
     """Exactly ``size`` bytes at ``offset`` (fewer only at the end of the file)."""
     pieces = []
     while size > 0:
@@ -177,7 +178,7 @@ def lines_backwards(fd: int, end: int) -> Iterator[tuple[int, bytes]]:
             return
         start = max(0, position - chunk)
         kept = b"" if limit < 0 else buffer[: limit - position]  # no newline: torn bytes
-        buffer = _pread(fd, position - start, start) + kept
+        buffer = pread_exactly(fd, position - start, start) + kept
         position = start
         chunk = min(chunk * 8, _CHUNK)
 
@@ -205,7 +206,7 @@ def read_record_at(fd: int, offset: int, end: int, name: str) -> Record:
     position = offset
     chunk = _FIRST_CHUNK
     while True:
-        piece = _pread(fd, min(chunk, end - position), position) if position < end else b""
+        piece = pread_exactly(fd, min(chunk, end - position), position) if position < end else b""
         if not piece:
             raise StorageUnavailable(f"corrupt {name}: no record at byte {offset}")
         pieces.append(piece)
@@ -233,7 +234,7 @@ def read_forward(fd: int, start: int, size: int, name: str) -> tuple[list[Record
     carry = b""
     at = start  # where `carry` starts
     while position < size:
-        chunk = _pread(fd, min(_FORWARD_CHUNK, size - position), position)
+        chunk = pread_exactly(fd, min(_FORWARD_CHUNK, size - position), position)
         if not chunk:
             break
         position += len(chunk)

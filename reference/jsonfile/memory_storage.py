@@ -64,7 +64,7 @@ from ._files import (
     name_for,
     read_file,
 )
-from ._records import append_at
+from ._records import append_at, pread_exactly
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "JSONMemoryStorage", "open_store"]
 
@@ -129,7 +129,7 @@ def _last_seq(fd: int, name: str, size: int) -> tuple[int | None, int]:
     while position > 0:
         start = max(0, position - chunk)
         chunk = _TAIL_CHUNK
-        buffer = _pread(fd, position - start, start) + (buffer if end >= 0 else b"")
+        buffer = pread_exactly(fd, position - start, start) + (buffer if end >= 0 else b"")
         position = start
         if end < 0:
             newline = buffer.rfind(b"\n")
@@ -145,19 +145,6 @@ def _last_seq(fd: int, name: str, size: int) -> tuple[int | None, int]:
                 return int(match[1]), end
             return _seq(decode_json(line, what=f"line of {name}"), name), end
     return None, max(end, 0)  # the only complete line, if any, is the header
-
-
-def _pread(fd: int, size: int, offset: int) -> bytes:
-    """Exactly ``size`` bytes at ``offset`` (fewer only at the end of the file)."""
-    pieces = []
-    while size > 0:
-        piece = os.pread(fd, size, offset)
-        if not piece:
-            break
-        pieces.append(piece)
-        size -= len(piece)
-        offset += len(piece)
-    return b"".join(pieces)
 
 
 def _message_of(obj: JSONValue) -> Message:

@@ -290,6 +290,23 @@ class _LogEntry:
         return (self.timestamp, self.seq)
 
 
+def _log_head(
+    key: tuple[str, str, str], agent_id: str | None, created_at: int, version: int, time: int
+) -> JSONObject:
+    """The head of a new session log (a fresh epoch) for the session (app, user, id) = ``key``,
+    at ``version`` and last updated at ``time``, with no events yet."""
+    return {
+        "epoch": secrets.token_hex(8),
+        "format": _FORMAT,
+        "app_name": key[0],
+        "user_id": key[1],
+        "id": key[2],
+        "agent_id": agent_id,
+        "created_at": created_at,
+        **_Summary(version, time, 0, 0, 0, 0, None, 0).to_json(),
+    }
+
+
 def _object(value: JSONValue, what: str) -> JSONObject:
     if not isinstance(value, dict):
         raise StorageUnavailable(f"corrupt session log: {what} is not an object")
@@ -446,16 +463,7 @@ class JSONSessionService:
             raise StorageUnavailable(
                 f"{events_path} holds {len(lines)} events, its session file counts {appended}"
             )
-        head: JSONObject = {
-            "epoch": secrets.token_hex(8),
-            "format": _FORMAT,
-            "app_name": app,
-            "user_id": user,
-            "id": session_id,
-            "agent_id": agent_id,
-            "created_at": created_at,
-            **_Summary(version, time, 0, 0, 0, 0, None, 0).to_json(),
-        }
+        head = _log_head((app, user, session_id), agent_id, created_at, version, time)
         pieces = [_records.encode_record(head, {"state": state, "metadata": metadata})]
         max_ts = 0
         for seq, line in enumerate(lines):
@@ -823,16 +831,7 @@ class JSONSessionService:
                 raise AlreadyExists(f"session {session_id!r} exists for this app and user")
             now = self._clock()
             summary = _Summary(0, now, 0, 0, 0, 0, None, 0)
-            head: JSONObject = {
-                "epoch": secrets.token_hex(8),
-                "format": _FORMAT,
-                "app_name": app,
-                "user_id": user,
-                "id": session_id,
-                "agent_id": req.agent_id,
-                "created_at": now,
-                **summary.to_json(),
-            }
+            head = _log_head(key, req.agent_id, now, 0, now)
             data = _records.encode_record(head, {"state": parts.session, "metadata": req.metadata})
             path = self._log_path(key)
             shared = parts.app or parts.user

@@ -431,6 +431,33 @@ def _temp_copy(parts: ScopedDelta) -> JSONObject:
     return rules.copy_json(parts.temp) if parts.temp else {}
 
 
+def _session(
+    key: tuple[str, str, str],
+    agent_id: str | None,
+    state: JSONObject,
+    events: tuple[Event, ...],
+    last_update_time: int,
+    created_at: int,
+    metadata: JSONObject,
+    version: int,
+) -> Session:
+    """The session (app, user, id) = ``key`` with these fields, built without re-checking
+    them (the callers parsed or stamped each one)."""
+    return build(
+        Session,
+        id=key[2],
+        app_name=key[0],
+        user_id=key[1],
+        agent_id=agent_id,
+        state=state,
+        events=events,
+        last_update_time=last_update_time,
+        created_at=created_at,
+        metadata=metadata,
+        version=version,
+    )
+
+
 class RedisSessionService:
     """A :class:`~agentstores.spec.session_service.SessionService` on Redis.
 
@@ -557,19 +584,8 @@ class RedisSessionService:
             created_at, last_update_time, version = (int(n) for n in pieces[3:6])
         except (ValueError, TypeError) as exc:
             raise StorageUnavailable(f"corrupt session {key[2]!r} in Redis: {exc}") from exc
-        return build(
-            Session,
-            id=key[2],
-            app_name=key[0],
-            user_id=key[1],
-            agent_id=agent_id,
-            state=state,
-            events=events,
-            last_update_time=last_update_time,
-            created_at=created_at,
-            metadata=metadata,
-            version=version,
-        )
+        times = (last_update_time, created_at)
+        return _session(key, agent_id, state, events, *times, metadata, version)
 
     @staticmethod
     def _written(
@@ -591,19 +607,7 @@ class RedisSessionService:
             state = {**app_state, **user_state, **own, **temp}
         except (ValueError, TypeError) as exc:  # also unparsable JSON and wrong shapes
             raise StorageUnavailable(f"corrupt session {key[2]!r} in Redis: {exc}") from exc
-        return build(
-            Session,
-            id=key[2],
-            app_name=key[0],
-            user_id=key[1],
-            agent_id=agent,
-            state=state,
-            events=events,
-            last_update_time=now,
-            created_at=created,
-            metadata=metadata,
-            version=version,
-        )
+        return _session(key, agent, state, events, now, created, metadata, version)
 
     @staticmethod
     def _accepted(reply: Any, session: Session) -> bytes | str:
