@@ -73,6 +73,7 @@ writes nothing and later changes to the caller's objects are not stored, G-5, G-
 from __future__ import annotations
 
 import asyncio
+import atexit
 import collections
 import contextlib
 import fcntl
@@ -722,13 +723,17 @@ class _WorkerPool:
     wait in a backlog. A worker may sit in ``flock`` while another process holds the lock; a
     pool of its own keeps that from starving the loop's default executor.
 
-    The threads are daemons: the interpreter's exit does not wait for an operation in flight,
-    which is then a crash of the process, which the stores survive (``crash_safe``).
+    The threads are daemons, so that a worker stuck on another process's lock cannot hold the
+    interpreter forever; but at exit (:meth:`drain`, registered with :mod:`atexit`) the pool
+    lets the operations in flight and waiting finish, for up to :data:`EXIT_GRACE_SECONDS`,
+    so that a program ending right after it stopped awaiting a write does not cut the write
+    (a cut one is a crash, which the stores survive: ``crash_safe``).
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._lock = threading.Lock()
+        self._quiet = threading.Condition(self._lock)  # notified when no job is left
         self._idle: list[_Worker] = []
         self._backlog: collections.deque[_Job] = collections.deque()
         self._started = 0
@@ -753,11 +758,22 @@ class _WorkerPool:
             if self._backlog:
                 return self._backlog.popleft()
             self._idle.append(worker)
+            if len(self._idle) == self._started:
+                self._quiet.notify_all()
             return None
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until no job is running or waiting, for up to ``timeout`` seconds; whether
+        that happened."""
+        with self._lock:
+            return self._quiet.wait_for(
+                lambda: not self._backlog and len(self._idle) == self._started, timeout
+            )
 
     def forget_threads(self) -> None:
         """In a child process after ``fork``: the parent's threads do not exist here."""
         self._lock = threading.Lock()
+        self._quiet = threading.Condition(self._lock)
         self._idle = []
         self._backlog.clear()
         self._started = 0
@@ -768,6 +784,9 @@ WORKER_PREFIX = "agentstores-json"
 _worker_numbers = itertools.count()
 _pool = _WorkerPool(32)
 os.register_at_fork(after_in_child=_pool.forget_threads)
+#: How long the interpreter's exit waits for the JSON stores' operations still in flight.
+EXIT_GRACE_SECONDS = 10.0
+atexit.register(_pool.drain, EXIT_GRACE_SECONDS)
 
 
 def _settle(future: asyncio.Future[T], result: T | None, error: BaseException | None) -> None:
