@@ -1,5 +1,5 @@
 """Session-service events checked, encoded and decoded in one pass each: the fast path that the
-SQLite and Redis session services share.
+SQLite, Redis and JSON-file session services share.
 
 :func:`agentstores.reference.session_service_rules.check_event` returns a private copy of the
 event, each of its dicts copied through JSON, and ``rules.event_from_json`` checks every
@@ -55,6 +55,7 @@ from .session_service_rules import (
 __all__ = [
     "checked_event",
     "decode_stored",
+    "decode_stored_object",
     "encode_json",
     "encode_stored",
     "new_event_id",
@@ -328,7 +329,18 @@ def decode_stored(body: str) -> Event:
             obj, end = scan_json(body, 0)
         except StopIteration as exc:
             raise ValueError(f"not JSON at {exc.value}") from None
-        if end != len(body) or type(obj) is not dict:
+        if end != len(body):
+            raise TypeError("not one JSON object")
+    except (ValueError, TypeError) as exc:
+        raise StorageUnavailable(f"corrupt stored event: {exc}") from exc
+    return decode_stored_object(obj)
+
+
+def decode_stored_object(obj: object) -> Event:
+    """:func:`decode_stored` of text already parsed (``obj``: what ``json.loads`` gives for it),
+    for a store that keeps the stored form inside a larger JSON text; the same checks."""
+    try:
+        if type(obj) is not dict:
             raise TypeError("not one JSON object")
         fields = {**_EVENT_FIELDS, **obj}
         if (

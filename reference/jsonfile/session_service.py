@@ -25,21 +25,27 @@ the initial state and metadata. Every later write appends one record: an event
 ``t`` (last update time), ``n`` (events so far), ``mx`` (highest event timestamp so far) and the
 offsets ``sp`` and ``mp`` of the records holding the current own state and metadata (their
 payloads hold them whole; a record that changes neither points back). An event's summary also
-has its id ``e`` and timestamp ``ts``; its payload is the event, and the new own state when the
-event's delta has session keys. So the whole current session is the last record's summary plus
-at most two records it points to: opening a session reads O(1) records, whatever its length.
+has its id ``e`` and timestamp ``ts``; its payload is ``{"event": ..., "state": ...}``: the event
+in the stored form of :mod:`.._events` (``rules.event_to_json`` without default-valued fields;
+logs written before hold the full form, which reads the same), then the new own state when the
+event's delta has session keys. The event comes first, so a read scans it alone. So the whole
+current session is the last record's summary plus at most two records it points to: opening a
+session reads O(1) records, whatever its length.
 
-Cost: an append (event, state or metadata) is one record appended to one log: one write and one
-fsync, to a descriptor the store keeps open between operations
-(:meth:`~._files.StoreDirectory.open_file`). Only a delta with ``app:`` or ``user:`` keys also
-replaces the shared state files; then the record and the files are one :class:`~._files.Transaction`
-(journaled). Duplicate event ids (SV-13) are found in the set of the session's event ids, read from
-the log's summaries the first time a store object appends to the session and kept up to date after
-that. Events are read in SV-16's order (timestamp, then ``n``); the newest ``k`` are read from the
-end of the log backwards, stopping as soon as no earlier record can be among them: a record whose
-``mx`` is not above the ``k``-th newest timestamp found so far ends the search (earlier events are
-older by time, or by append order on a tie). So a session whose events arrive in time order costs
-``k`` records, whatever its length. ``search`` reads every event of the pair's sessions.
+Cost: the event of an append is checked and encoded once, before anything is awaited
+(:mod:`.._events`; that text is the store's copy, G-7, and the returned event is decoded from it);
+events read back are decoded by shape only. An append (event, state or metadata) is one record
+appended to one log: one write and one fsync, to a descriptor the store keeps open between
+operations (:meth:`~._files.StoreDirectory.open_file`). Only a delta with ``app:`` or ``user:``
+keys also replaces the shared state files; then the record and the files are one
+:class:`~._files.Transaction` (journaled). Duplicate event ids (SV-13) are found in the set of the
+session's event ids, read from the log's summaries the first time a store object appends to the
+session and kept up to date after that. Events are read in SV-16's order (timestamp, then ``n``);
+the newest ``k`` are read from the end of the log backwards, stopping as soon as no earlier record
+can be among them: a record whose ``mx`` is not above the ``k``-th newest timestamp found so far
+ends the search (earlier events are older by time, or by append order on a tie). So a session whose
+events arrive in time order costs ``k`` records, whatever its length. ``search`` reads every event
+of the pair's sessions.
 
 A crash mid-append leaves a torn record at the end of the log: readers ignore it and the next
 append cuts it off (:mod:`._records`); an acknowledged append was fsynced. A pair's index gets
@@ -71,6 +77,7 @@ import builtins
 import heapq
 import os
 import secrets
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -97,7 +104,9 @@ from agentstores.spec.session_service import (
 )
 from agentstores.spec.values import Clock, JSONObject, JSONValue, system_clock
 
+from .. import _events
 from .. import session_service_rules as rules
+from .._records import scan_json
 from . import _records
 from ._files import (
     DEFAULT_LOCK_TIMEOUT,
@@ -163,11 +172,6 @@ def _lines_backwards(file: BinaryIO) -> Iterator[bytes]:
         yield from reversed(pieces[1:])
     if carry:
         yield carry
-
-
-def _new_event_id() -> str:
-    """A fresh event id: 32 hex digits, as ``rules.new_id`` gives, at a fifth of its cost."""
-    return os.urandom(16).hex()
 
 
 def _v1_object(path: Path) -> JSONObject:
@@ -320,14 +324,44 @@ def _payload_part(record: _records.Record, name: str) -> JSONObject:
     return _object(payload[name], name)
 
 
+#: How every event record's payload begins: the event is its first member (see _event_of).
+_EVENT_PREFIX = '{"event":'
+_EVENT_PREFIX_BYTES = _EVENT_PREFIX.encode("ascii")
+
+
+def _event_payload(body: str, state: JSONObject | None) -> bytes:
+    """The payload of an event record: ``{"event": <body>}`` plus ``"state"`` if given, with
+    ``body`` (the event's stored text, :func:`.._events.encode_stored`) spliced in as it is."""
+    if state is None:
+        return b"%s%s}" % (_EVENT_PREFIX_BYTES, body.encode("utf-8"))
+    return b'%s%s,"state":%s}' % (_EVENT_PREFIX_BYTES, body.encode("utf-8"), encode_json(state))
+
+
 def _event_of(record: _records.Record) -> Event:
-    payload = record.payload()
-    if not isinstance(payload, dict):
-        raise StorageUnavailable(f"corrupt record in {record.log_name}: no event")
+    """The event of an event record, decoded by shape (:func:`.._events.decode_stored_object`).
+
+    Every event record's payload starts with its event (this module writes it so, and did so
+    when it wrote the full form of ``rules.event_to_json``, which decodes the same), so the
+    event is scanned from there and a state after it is not parsed.
+    """
+    raw = record.raw_payload
+    if zlib.crc32(raw) != record.payload_crc:
+        raise StorageUnavailable(
+            f"corrupt record at byte {record.offset} of {record.log_name}: payload checksum"
+        )
     try:
-        return rules.event_from_json(payload.get("event"))
-    except (ValueError, KeyError) as exc:
+        text = raw.decode("utf-8")
+        if text.startswith(_EVENT_PREFIX):
+            try:
+                obj, _ = scan_json(text, len(_EVENT_PREFIX))
+            except StopIteration:
+                raise ValueError("not JSON") from None
+        else:
+            payload = record.payload()
+            obj = payload.get("event") if isinstance(payload, dict) else None
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise StorageUnavailable(f"corrupt event in {record.log_name}: {exc}") from exc
+    return _events.decode_stored_object(obj)
 
 
 class JSONSessionService:
@@ -692,15 +726,14 @@ class JSONSessionService:
         entry: _Session,
         fd: int,
         summary: _Summary,
-        payload: JSONObject | None,
+        payload: bytes,
         shared: tuple[JSONObject, JSONObject],
     ) -> None:
-        """Append the record of ``summary`` and ``payload`` to the session's log, together
-        with the ``app:`` and ``user:`` parts ``shared`` of its delta, and update ``entry``."""
+        """Append the record of ``summary`` and the encoded ``payload`` (b"": none) to the
+        session's log, together with the ``app:`` and ``user:`` parts ``shared`` of its delta,
+        and update ``entry``."""
         app_delta, user_delta = shared
-        data = _records.encoded_line(
-            summary.encoded(), b"" if payload is None else encode_json(payload)
-        )
+        data = _records.encoded_line(summary.encoded(), payload)
         key, at = entry.key, entry.end
         # Unknown until the write is whole (another object's reads would see it anyway).
         self._sessions.pop(key, None)
@@ -902,7 +935,8 @@ class JSONSessionService:
                 None,
                 0,
             )
-            self._append(entry, fd, summary, {"metadata": metadata}, ({}, {}))
+            payload = encode_json({"metadata": metadata})
+            self._append(entry, fd, summary, payload, ({}, {}))
             entry.metadata = metadata
 
         await self._run(write)
@@ -977,46 +1011,55 @@ class JSONSessionService:
     # --- events and state (SV-11 .. SV-18) ---------------------------------------------------
 
     async def append_event(self, session: Session, event: Event) -> Session:
-        """Append the event and apply its delta atomically, if the session is fresh (SV-13)."""
+        """Append the event and apply its delta atomically, if the session is fresh (SV-13).
+
+        The event is checked and encoded before the first await (:mod:`.._events`): the
+        caller's event shares its dicts with the check's result, and the encoded text is the
+        store's copy (G-7), written into the record and decoded for the event returned.
+        """
         handle = rules.check_handle(session)
-        checked = rules.check_event(event)
+        checked = _events.checked_event(event)
         delta = checked.actions.state_delta
-        parts = split_state_delta(delta) if delta else _NO_DELTA  # (read, never changed)
+        # The store's own copy of the delta (G-7): the cache keeps it, the worker writes it.
+        parts = split_state_delta(rules.copy_json(delta)) if delta else _NO_DELTA
         key = (handle.app_name, handle.user_id, handle.id)
-        # The cache's own copy (G-7).
-        own_delta = rules.copy_json(parts.session) if parts.session else {}
+        own_delta = parts.session
+        now = self._clock()
+        timestamp = now if checked.timestamp is None else checked.timestamp
+        given_id = checked.id
+        event_id = _events.new_event_id() if given_id is None else given_id
+        body = _events.encode_stored(checked, event_id=event_id, now=now)
 
         def write() -> Session:
+            nonlocal body, event_id
             fd, entry = self._checked(handle)
             ids = self._event_ids(entry, fd)
-            event_id = checked.id
-            if event_id is None:
-                event_id = _new_event_id()
-                while event_id in ids:
-                    event_id = _new_event_id()
             if event_id in ids:
-                raise AlreadyExists(f"event {event_id!r} exists in session {handle.id!r}")
-            now = self._clock()
-            stored = rules.stored_event(checked, event_id=event_id, now=now)
-            assert stored.timestamp is not None
+                if given_id is not None:
+                    raise AlreadyExists(f"event {event_id!r} exists in session {handle.id!r}")
+                # The random id is taken (practically never): another, encoded from the
+                # store's copy (the caller's event may have changed since).
+                while event_id in ids:
+                    event_id = _events.new_event_id()
+                body = _events.encode_stored(
+                    _events.decode_stored(body), event_id=event_id, now=now
+                )
             last = entry.last
             summary = _Summary(
                 last.version + 1,
                 now,
                 last.events + 1,
-                max(last.max_ts, stored.timestamp),
+                max(last.max_ts, timestamp),
                 entry.end if own_delta else last.state_at,
                 last.metadata_at,
                 event_id,
-                stored.timestamp,
+                timestamp,
             )
-            payload: JSONObject = {"event": rules.event_to_json(stored)}
-            state = entry.state
-            if own_delta:
-                state = {**entry.state, **own_delta}
-                payload["state"] = state
-            self._append(entry, fd, summary, payload, (parts.app, parts.user))
-            entry.state = state
+            state = {**entry.state, **own_delta} if own_delta else None
+            self._append(entry, fd, summary, _event_payload(body, state), (parts.app, parts.user))
+            if state is not None:
+                entry.state = state
+            stored = _events.decode_stored(body)
             return self._view(entry, key, (*handle.events, stored), parts.temp)
 
         return await self._run(write)
@@ -1042,7 +1085,7 @@ class JSONSessionService:
                 0,
             )
             state = {**entry.state, **own_delta}
-            payload = {"state": state} if own_delta else None
+            payload = encode_json({"state": state}) if own_delta else b""
             self._append(entry, fd, summary, payload, (parts.app, parts.user))
             entry.state = state
             return self._view(entry, key, tuple(handle.events), parts.temp)
