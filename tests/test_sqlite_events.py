@@ -31,6 +31,18 @@ from agentstores.spec.values import MAX_ID_LENGTH, dump_json, load_json
 _SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 
 
+def _scribble(event: Event) -> None:
+    """Change every container of ``event`` in place (its metadata, actions' dicts, message
+    metadata and parts), as a careless caller might."""
+    event.metadata["changed"] = True  # type: ignore[index]
+    event.actions.state_delta["changed"] = True  # type: ignore[index]
+    event.actions.custom_actions["changed"] = True  # type: ignore[index]
+    if event.content is not None:
+        event.content.metadata["changed"] = True  # type: ignore[index]
+        for part in event.content.content:
+            part["changed"] = True
+
+
 @requirement("SV-12", "G-7")
 @_SETTINGS
 @given(event=events(), event_id=plain_ids(), now=st.integers(0, 2**53))
@@ -45,12 +57,7 @@ def test_stored_text_decodes_to_the_stored_event(event: Event, event_id: str, no
     assert decoded.content is None or type(decoded.content) is Message
     assert _events.decode_stored(dump_json(rules.event_to_json(expected))) == expected
     # Fresh containers: changing one decoded event changes no other decoding of the text.
-    decoded.metadata["changed"] = True  # type: ignore[index]
-    decoded.actions.state_delta["changed"] = True  # type: ignore[index]
-    if decoded.content is not None:
-        decoded.content.metadata["changed"] = True  # type: ignore[index]
-        for part in decoded.content.content:
-            part["changed"] = True
+    _scribble(decoded)
     assert _events.decode_stored(body) == expected
 
 
@@ -120,13 +127,7 @@ def test_the_stored_text_shares_nothing_with_the_callers_event(
     """G-7: once encoded, changing the caller's containers changes nothing stored."""
     expected = rules.stored_event(rules.check_event(event), event_id=event_id, now=now)
     body = _events.encode_stored(_events.checked_event(event), event_id=event_id, now=now)
-    event.metadata["changed"] = True  # type: ignore[index]
-    event.actions.state_delta["changed"] = True  # type: ignore[index]
-    event.actions.custom_actions["changed"] = True  # type: ignore[index]
-    if event.content is not None:
-        event.content.metadata["changed"] = True  # type: ignore[index]
-        for part in event.content.content:
-            part["changed"] = True
+    _scribble(event)
     assert _events.decode_stored(body) == expected
 
 
