@@ -62,6 +62,8 @@ from agentstores.spec.values import (
     load_json,
 )
 
+from ._records import message_from_stored
+
 __all__ = [
     "check_artifact_delta",
     "check_bool",
@@ -110,14 +112,7 @@ def copy_json(value: Any) -> Any:
 def _copy_message(message: Message) -> Message:
     """A copy of a checked message that shares nothing with it (G-7). The JSON round trip
     of checked values gives equal checked values, so the copy is not checked again."""
-    obj = copy_json(message_to_json(message))
-    return Message(
-        role=obj["role"],
-        content=tuple(obj["content"]),
-        created_at=obj["created_at"],
-        id=obj["id"],
-        metadata=obj["metadata"],
-    )
+    return message_from_stored(copy_json(message_to_json(message)))
 
 
 # --- validation ---------------------------------------------------------------------------

@@ -112,6 +112,7 @@ __all__ = [
     "fsync_directory",
     "is_watched",
     "name_for",
+    "pwrite_all",
     "read_file",
     "recover",
     "remove_file",
@@ -416,6 +417,15 @@ class JsonLinesLog:
         remove_file(self.path, sync=self.sync)
 
 
+def pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` of ``fd`` (``os.pwrite`` may write less)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
 def write_at(path: Path, offset: int, data: bytes, *, sync: bool = True) -> None:
     """Truncate ``path`` to ``offset`` and write ``data`` there (creating the file if needed).
 
@@ -426,12 +436,7 @@ def write_at(path: Path, offset: int, data: bytes, *, sync: bool = True) -> None
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
     try:
         os.ftruncate(fd, offset)
-        view = memoryview(data)
-        position = offset
-        while view:
-            written = os.pwrite(fd, view, position)
-            view = view[written:]
-            position += written
+        pwrite_all(fd, data, offset)
         if sync:
             os.fsync(fd)
     finally:

@@ -36,7 +36,7 @@ from pathlib import Path
 from agentstores.spec.errors import StorageUnavailable
 from agentstores.spec.values import JSONValue
 
-from ._files import decode_json, encode_json, fsync_directory
+from ._files import decode_json, encode_json, fsync_directory, pwrite_all
 
 __all__ = [
     "Record",
@@ -277,12 +277,7 @@ def append_at(fd: int, at: int, size: int, data: bytes, *, sync: bool) -> None:
     append first, and fsync it (one write and one fsync in the common case)."""
     if size > at:
         os.ftruncate(fd, at)
-    view = memoryview(data)
-    position = at
-    while view:
-        written = os.pwrite(fd, view, position)
-        view = view[written:]
-        position += written
+    pwrite_all(fd, data, at)
     if sync:
         os.fsync(fd)
 

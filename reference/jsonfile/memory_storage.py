@@ -55,6 +55,7 @@ from agentstores.spec.messages import Message, message_to_json
 from agentstores.spec.values import Clock, JSONValue, check_id, system_clock
 
 from .. import memory_storage_rules as rules
+from .._records import message_from_stored
 from ._files import (
     DEFAULT_LOCK_TIMEOUT,
     JsonLinesLog,
@@ -145,19 +146,6 @@ def _last_seq(fd: int, name: str, size: int) -> tuple[int | None, int]:
                 return int(match[1]), end
             return _seq(decode_json(line, what=f"line of {name}"), name), end
     return None, max(end, 0)  # the only complete line, if any, is the header
-
-
-def _message_of(obj: JSONValue) -> Message:
-    """The message of ``message_to_json`` output decoded from what it encoded: a checked
-    message's JSON round trip is checked already (``message_from_json`` would check it again)."""
-    assert isinstance(obj, dict)
-    return Message(
-        role=obj["role"],
-        content=tuple(obj["content"]),
-        created_at=obj["created_at"],
-        id=obj["id"],
-        metadata=obj["metadata"],
-    )
 
 
 def _seq(line: JSONValue, name: str) -> int:
@@ -490,7 +478,7 @@ class JSONMemoryStorage:
         # Encoded now: later changes to the caller's message are not stored (G-7); the stored
         # copy is decoded from the same bytes that go into the line.
         encoded = encode_json(message_to_json(checked))
-        stored = _message_of(decode_json(encoded))
+        stored = message_from_stored(decode_json(encoded))
         message_id = os.urandom(16).hex()  # as rules.new_message_id, at a fifth of its cost
         # The line of conversation_message_to_json with "seq" first, as bytes around the
         # two values only known under the lock (encode_json gives exactly these bytes).
