@@ -24,10 +24,9 @@ Text in the full form, which earlier versions of both stores wrote, decodes the 
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from agentstores.spec.errors import InvalidArgument, StorageUnavailable
@@ -37,13 +36,12 @@ from agentstores.spec.values import (
     MAX_ID_LENGTH,
     MAX_INT_BITS,
     JSONObject,
-    JSONValue,
     check_id,
     check_json_object,
     check_timestamp,
 )
 
-from ._records import assemble, is_plain, scan_json
+from ._records import assemble, encode_json, is_plain, scan_json
 from .session_service_rules import (
     check_artifact_delta,
     check_bool,
@@ -60,12 +58,6 @@ __all__ = [
     "encode_stored",
     "new_event_id",
 ]
-
-#: :func:`agentstores.spec.values.dump_json` with its encoder made once: the same text, without
-#: building an encoder per call (which costs as much as encoding a small value).
-encode_json: Callable[[JSONValue], str] = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=False, separators=(",", ":")
-).encode
 
 
 def new_event_id() -> str:

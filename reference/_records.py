@@ -25,11 +25,13 @@ from typing import Any, TypeVar, cast
 
 from agentstores.spec.errors import StorageUnavailable
 from agentstores.spec.messages import Message
+from agentstores.spec.values import JSONValue
 
 __all__ = [
     "assemble",
     "build",
     "decode_message",
+    "encode_json",
     "is_plain",
     "message_from_stored",
     "record_maker",
@@ -103,6 +105,12 @@ def record_maker(*classes: type[Any]) -> Callable[[type[T], dict[str, Any]], T]:
 
     return make
 
+
+#: :func:`agentstores.spec.values.dump_json` with its encoder made once: the same text, without
+#: building an encoder per call (which costs as much as encoding a small value).
+encode_json: Callable[[JSONValue], str] = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":")
+).encode
 
 #: JSON's C scanner, without ``json.loads``' whitespace handling (stored text has none):
 #: ``scan_json(text, 0)`` is ``(value, end)``; StopIteration if ``text`` is not JSON there.

@@ -51,9 +51,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
-import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, ClassVar, TypeAlias
@@ -77,6 +76,8 @@ from redis.exceptions import (
 
 from agentstores.spec.errors import InvalidArgument, StorageUnavailable, StoreError
 from agentstores.spec.values import JSONValue, load_json
+
+from .._records import encode_json
 
 __all__ = [
     "CLUSTER_RETRIES",
@@ -169,13 +170,6 @@ def unframe(reply: bytes | str) -> list[str]:
     except UnicodeDecodeError as exc:
         raise StorageUnavailable("stored data is not UTF-8 text") from exc
     return decoded.split(FRAME_SEPARATOR)
-
-
-#: :func:`agentstores.spec.values.dump_json` with its encoder made once: the same text, without
-#: building an encoder per call (which costs as much as encoding a small value).
-encode_json: Callable[[JSONValue], str] = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=False, separators=(",", ":")
-).encode
 
 
 def load_record(raw: bytes | str, *, what: str) -> JSONValue:
