@@ -15,7 +15,8 @@ the larger part of both. Here:
 * :func:`decode_stored` rebuilds an event from the text a store wrote, in fresh objects.
   The text was checked before it was written, so it checks the shape only (an object with
   the required fields and the right kind of containers), enough to report damaged data as
-  ``StorageUnavailable`` rather than return a malformed event.
+  ``StorageUnavailable`` rather than return a malformed event; :func:`decode_stored_all`
+  decodes a read's texts, parsed in one scan.
 
 The stored object is ``rules.event_to_json``'s without its default-valued fields (see below).
 Text in the full form, which earlier versions of both stores wrote, decodes the same.
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agentstores.spec.errors import InvalidArgument, StorageUnavailable
@@ -41,7 +42,7 @@ from agentstores.spec.values import (
     check_timestamp,
 )
 
-from ._records import assemble, encode_json, is_plain, scan_json
+from ._records import assemble, encode_json, is_plain, scan_all, scan_json
 from .session_service_rules import (
     check_artifact_delta,
     check_bool,
@@ -53,6 +54,7 @@ from .session_service_rules import (
 __all__ = [
     "checked_event",
     "decode_stored",
+    "decode_stored_all",
     "decode_stored_object",
     "encode_json",
     "encode_stored",
@@ -326,6 +328,15 @@ def decode_stored(body: str) -> Event:
     except (ValueError, TypeError) as exc:
         raise StorageUnavailable(f"corrupt stored event: {exc}") from exc
     return decode_stored_object(obj)
+
+
+def decode_stored_all(bodies: Sequence[str]) -> tuple[Event, ...]:
+    """:func:`decode_stored` of each body, in order; the texts are parsed in one scan
+    (``_records.scan_all``), or one by one if one of them is damaged, to report it."""
+    objects = scan_all(bodies)
+    if objects is None:
+        return tuple([decode_stored(body) for body in bodies])
+    return tuple([decode_stored_object(obj) for obj in objects])
 
 
 def decode_stored_object(obj: object) -> Event:

@@ -14,13 +14,14 @@ or messages builds 60 such records, which cost more than the SQL. Here:
   part of a larger stored record).
 * :func:`build` and :func:`revise` are :func:`assemble` with keyword fields, and
   ``dataclasses.replace`` the same way.
+* :func:`scan_all` parses the stored texts of a read in one scan.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from agentstores.spec.errors import StorageUnavailable
@@ -36,6 +37,7 @@ __all__ = [
     "message_from_stored",
     "record_maker",
     "revise",
+    "scan_all",
     "scan_json",
 ]
 
@@ -115,6 +117,29 @@ encode_json: Callable[[JSONValue], str] = json.JSONEncoder(
 #: JSON's C scanner, without ``json.loads``' whitespace handling (stored text has none):
 #: ``scan_json(text, 0)`` is ``(value, end)``; StopIteration if ``text`` is not JSON there.
 scan_json: Callable[[str, int], tuple[Any, int]] = cast(Any, json.decoder.JSONDecoder()).scan_once
+
+
+def scan_all(texts: Sequence[str]) -> list[Any] | None:
+    """The JSON values of ``texts``, parsed in one scan of them joined as one array (a read of
+    many small stored texts pays the scanner's per-call cost once, not once a text), or None
+    if that does not give exactly one value per text: some text is damaged, and the caller
+    parses them one by one to say which.
+
+    Texts damaged so that neighbours make up for each other (one holding two values where
+    the next two hold the halves of one) could still come to the right count; the caller
+    checks the shape of every value, so what it returns is well formed even then.
+    """
+    if not texts:
+        return []
+    try:
+        joined = "[" + ",".join(texts) + "]"  # TypeError if a row holds no text
+        values, end = scan_json(joined, 0)
+    except (StopIteration, ValueError, TypeError):
+        return None
+    if end != len(joined) or len(values) != len(texts):
+        return None
+    return cast("list[Any]", values)
+
 
 _MESSAGE_KEYS = frozenset(("role", "content", "created_at", "id", "metadata"))
 _make_message = record_maker(Message)

@@ -28,7 +28,11 @@ from agentstores.conformance.suites._session_service_events import events
 from agentstores.reference import memory_storage_rules as rules_ms
 from agentstores.reference import session_service_rules as rules
 from agentstores.reference.redis import server
-from agentstores.reference.redis.memory_storage import RedisMemoryStorage, _decode_record
+from agentstores.reference.redis.memory_storage import (
+    RedisMemoryStorage,
+    _decode_record,
+    _decode_records,
+)
 from agentstores.reference.redis.session_service import RedisSessionService
 from agentstores.spec.errors import StorageUnavailable
 from agentstores.spec.memory_storage import ConversationMessage
@@ -308,6 +312,35 @@ def test_stored_records_decode_as_the_rules_read_them(
     except StorageUnavailable:
         return  # the rules check the message's values again; a read checks its shape
     assert ours == theirs
+
+
+@requirement("MS-19", "G-7", "G-11")
+@_SETTINGS
+@given(
+    batch=st.lists(st.tuples(messages(), st.integers(0, 2**63 - 1)), max_size=5),
+    # Records with the separator fail the reply's count before any is decoded.
+    damage=st.sampled_from([b for b in _MESSAGE_DAMAGE if b is not None and b"\x1e" not in b]),
+    position=st.integers(0, 5),
+)
+def test_a_reads_records_decode_together_as_each_alone(
+    batch: list[tuple[Message, int]], damage: bytes, position: int
+) -> None:
+    """get_messages parses a read's records in one scan: the same messages as decoding each
+    record alone, in order and in objects of their own; one damaged record among them (as
+    ``get_messages`` reads it from the framed reply) is StorageUnavailable."""
+    texts = [_record_text(message, created_at) for message, created_at in batch]
+    together = _decode_records(texts)
+    assert together == [_decode_record(text) for text in texts]
+    if together:
+        together[0].message.metadata["changed"] = True  # type: ignore[index]
+        assert together[1:] == [_decode_record(text) for text in texts[1:]]
+    try:
+        damaged = damage.decode("utf-8")
+    except UnicodeDecodeError:
+        return  # the framed reply is refused before its records are decoded
+    texts.insert(position, damaged)
+    with pytest.raises(StorageUnavailable):
+        _decode_records(texts)
 
 
 @requirement("SV-3", "MS-19")

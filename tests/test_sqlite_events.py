@@ -261,34 +261,86 @@ _GOOD = _events.encode_stored(
 )
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        "",
-        "not json",
-        _GOOD[:-1],
-        _GOOD + " ",
-        _GOOD + "{}",
-        "[]",
-        "null",
-        '{"author":"user","id":"e"}',
-        _GOOD.replace('"author"', '"writer"'),
-        _GOOD.replace('"timestamp":1', '"timestamp":1,"extra":2'),
-        _GOOD.replace('"content":[', '"content":"x","parts":['),
-        _GOOD.replace('{"role"', '{"colour":1,"role"'),
-        _GOOD[:-1] + ',"actions":[]}',
-        _GOOD[:-1] + ',"actions":{"state_delta":[]}}',
-        _GOOD[:-1] + ',"actions":{"unknown":1}}',
-        _GOOD[:-1] + ',"metadata":[]}',
-        _GOOD[:-1] + ',"long_running_tool_ids":"ab"}',
-        _GOOD.replace('"content":{', '"content":['),
-    ],
-)
+#: Rows that are not the stored form of an event.
+_DAMAGED_ROWS = [
+    "",
+    "not json",
+    _GOOD[:-1],
+    _GOOD + " ",
+    _GOOD + "{}",
+    "[]",
+    "null",
+    '{"author":"user","id":"e"}',
+    _GOOD.replace('"author"', '"writer"'),
+    _GOOD.replace('"timestamp":1', '"timestamp":1,"extra":2'),
+    _GOOD.replace('"content":[', '"content":"x","parts":['),
+    _GOOD.replace('{"role"', '{"colour":1,"role"'),
+    _GOOD[:-1] + ',"actions":[]}',
+    _GOOD[:-1] + ',"actions":{"state_delta":[]}}',
+    _GOOD[:-1] + ',"actions":{"unknown":1}}',
+    _GOOD[:-1] + ',"metadata":[]}',
+    _GOOD[:-1] + ',"long_running_tool_ids":"ab"}',
+    _GOOD.replace('"content":{', '"content":['),
+]
+
+
+@pytest.mark.parametrize("body", _DAMAGED_ROWS)
 def test_damaged_rows_are_storage_unavailable(body: str) -> None:
     """A row that is not the stored form of an event is reported, not returned."""
     assert _events.decode_stored(_GOOD).author == "user"
     with pytest.raises(StorageUnavailable):
         _events.decode_stored(body)
+
+
+@requirement("SV-3", "SV-12", "G-7")
+@_SETTINGS
+@given(batch=st.lists(st.tuples(events(), plain_ids(), st.integers(0, 2**53)), max_size=6))
+def test_a_reads_texts_decode_together_as_each_alone(batch: list[tuple[Event, str, int]]) -> None:
+    """decode_stored_all (one scan of a read's texts) gives what decode_stored gives for each
+    text, in order, and no two events share a container."""
+    bodies = [
+        _events.encode_stored(_events.checked_event(event), event_id=event_id, now=now)
+        for event, event_id, now in batch
+    ]
+    alone = [_events.decode_stored(body) for body in bodies]
+    together = _events.decode_stored_all(bodies)
+    assert type(together) is tuple and list(together) == alone
+    if together:
+        _scribble(together[0])
+        assert list(together[1:]) == alone[1:]
+
+
+@pytest.mark.parametrize("body", [b for b in _DAMAGED_ROWS if b.strip() != _GOOD])
+@pytest.mark.parametrize("position", [0, 1, 2])
+def test_a_damaged_row_among_good_ones_is_storage_unavailable(body: str, position: int) -> None:
+    """G-11: one damaged row fails the read of several, whichever its place (the one scan
+    gives way to decoding each row, which names the damage)."""
+    rows = [_GOOD, _GOOD]
+    rows.insert(position, body)
+    with pytest.raises(StorageUnavailable, match="corrupt stored event"):
+        _events.decode_stored_all(rows)
+
+
+@pytest.mark.parametrize("row", [None, b"{}", 7])
+def test_a_row_that_holds_no_text_is_storage_unavailable(row: Any) -> None:
+    with pytest.raises(StorageUnavailable):
+        _events.decode_stored_all([_GOOD, row])
+
+
+def test_the_limits_of_one_scan() -> None:
+    """What one scan of joined texts cannot tell from intact ones, pinned: white space around
+    a text (JSON's own, not damage) reads as the text; rows damaged so that they make up for
+    each other (one holding two events, the next two halves of one) read as well-formed
+    events, never as a malformed one."""
+    assert (
+        _events.decode_stored_all([" " + _GOOD + " ", _GOOD]) == (_events.decode_stored(_GOOD),) * 2
+    )
+    half = _GOOD[:-1] + ',"metadata":{"k":"'
+    events = _events.decode_stored_all([_GOOD + "," + _GOOD, half, '"}}'])
+    assert len(events) == 3
+    for event in events:
+        _well_formed(event)
+    assert events[2].metadata == {"k": ","}
 
 
 #: An event in the full form an earlier version of the Redis store wrote

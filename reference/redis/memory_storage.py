@@ -60,7 +60,7 @@ from agentstores.spec.messages import Message, message_to_json
 from agentstores.spec.values import Clock, check_id, dump_json, system_clock
 
 from .. import memory_storage_rules as rules
-from .._records import is_plain, message_from_stored, scan_json
+from .._records import is_plain, message_from_stored, scan_all, scan_json
 from . import cluster as _cluster
 from ._client import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -270,17 +270,36 @@ _fill = object.__setattr__
 
 def _decode_record(body: str) -> ConversationMessage:
     """The message whose stored record is ``body`` (``conversation_message_to_json``'s text),
-    in fresh objects; StorageUnavailable if it is not of that shape (damaged data).
-
-    The record was checked before it was written, so only its shape is checked here (as
-    ``rules.conversation_message_from_json`` would, without checking the message's values
-    again, as :func:`~.._records.message_from_stored`)."""
+    in fresh objects; StorageUnavailable if it is not of that shape (damaged data)."""
     try:
         try:
             obj, end = scan_json(body, 0)
         except StopIteration as exc:
             raise ValueError(f"not JSON at {exc.value}") from None
-        if end != len(body) or type(obj) is not dict or obj.keys() != _RECORD_KEYS:
+        if end != len(body):
+            raise TypeError("not a stored message record")
+    except (ValueError, TypeError) as exc:
+        raise StorageUnavailable(f"corrupt stored message in Redis: {exc}") from exc
+    return _record_from_object(obj)
+
+
+def _decode_records(bodies: Sequence[str]) -> list[ConversationMessage]:
+    """:func:`_decode_record` of each body, in order, parsed in one scan (``scan_all``), or
+    one by one if one of them is damaged, to report it."""
+    objects = scan_all(bodies)
+    if objects is None:
+        return [_decode_record(body) for body in bodies]
+    return [_record_from_object(obj) for obj in objects]
+
+
+def _record_from_object(obj: object) -> ConversationMessage:
+    """The message of a parsed stored record (its containers become the message's).
+
+    The record was checked before it was written, so only its shape is checked here (as
+    ``rules.conversation_message_from_json`` would, without checking the message's values
+    again, as :func:`~.._records.message_from_stored`)."""
+    try:
+        if type(obj) is not dict or obj.keys() != _RECORD_KEYS:
             raise TypeError("not a stored message record")
         message = obj["message"]
         if (
@@ -620,7 +639,7 @@ class RedisMemoryStorage:
             raise StorageUnavailable(
                 "damaged data in Redis: a stored text holds a control character"
             )
-        return [_decode_record(body) for body in pieces[1:]]
+        return _decode_records(pieces[1:])
 
     async def delete_messages(self, session_id: str, user_id: str) -> None:
         """Delete the conversation of (session, user) (MS-20)."""

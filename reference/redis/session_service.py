@@ -575,7 +575,7 @@ class RedisSessionService:
                 if type(name) is not str:
                     raise StorageUnavailable("a stored state key in Redis is not a str")
                 state[name] = _stored_json(pieces[i + 1], what="state value")
-        events = tuple([_events.decode_stored(body) for body in pieces[first_event:]])
+        events = _events.decode_stored_all(pieces[first_event:])
         agent_id = _stored_json(pieces[1], what="agent id")
         metadata = _stored_json(pieces[2], what="metadata")
         try:
@@ -823,7 +823,7 @@ class RedisSessionService:
         if not reply:
             raise NotFound(f"no session {session_id!r} for this app and user")
         pieces, _, first_event = _read_pieces(reply)
-        return rules.filter_events(map(_events.decode_stored, pieces[first_event:]), f)
+        return rules.filter_events(_events.decode_stored_all(pieces[first_event:]), f)
 
     # --- search (SV-19 .. SV-25) -------------------------------------------------------------
 

@@ -540,9 +540,8 @@ class SQLiteSessionService:
         found = await self._db.read(read)
         if found is None:
             return None
-        row, bodies = found
-        decode = _events.decode_stored
-        events = tuple([decode(body) for (body,) in bodies])
+        row, rows = found
+        events = _events.decode_stored_all([body for (body,) in rows])
         return self._session(app, user, row, self._merged(row[8], row[9]), events)
 
     async def update(self, request: UpdateRequest) -> None:
@@ -750,7 +749,7 @@ class SQLiteSessionService:
         bodies = await self._db.read(read)
         if bodies is None:
             raise NotFound(f"no session {session_id!r} for this app and user")
-        return [_event(body) for body in bodies]
+        return list(_events.decode_stored_all(bodies))
 
     # --- search (SV-19 .. SV-25) ------------------------------------------------------------
 
