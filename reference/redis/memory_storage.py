@@ -40,14 +40,11 @@ user's slot, and no operation spans users, so nothing is read across slots.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from types import TracebackType
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Self
 
 import redis.asyncio as aioredis
 
-from agentstores.conformance.backend import StoreContext
 from agentstores.spec.errors import AlreadyExists, NotFound, NotSupported, StorageUnavailable
 from agentstores.spec.memory_storage import (
     ConversationMessage,
@@ -61,14 +58,11 @@ from agentstores.spec.values import Clock, check_id, dump_json, system_clock
 
 from .. import memory_storage_rules as rules
 from .._records import is_plain, message_from_stored, scan_all, scan_json
-from . import cluster as _cluster
 from ._client import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_POOL_TIMEOUT,
     DEFAULT_SOCKET_TIMEOUT,
-    ClientHandle,
-    KeySpace,
     RedisClient,
     Script,
     encode_json,
@@ -77,6 +71,7 @@ from ._client import (
     translate_errors,
     unframe,
 )
+from ._store import RedisStore, kit_openers
 
 __all__ = ["SCHEMA_VERSION", "RedisMemoryStorage", "open_cluster_store", "open_store"]
 
@@ -330,7 +325,7 @@ def _memory(raw: bytes | str) -> UserMemory:
     return rules.memory_from_json(load_record(raw, what="memory"))
 
 
-class RedisMemoryStorage:
+class RedisMemoryStorage(RedisStore):
     """A :class:`~agentstores.spec.memory_storage.MemoryStorage` on Redis.
 
     Args:
@@ -363,12 +358,12 @@ class RedisMemoryStorage:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         pool_timeout: float = DEFAULT_POOL_TIMEOUT,
     ) -> None:
-        self._keys = KeySpace(prefix)
-        self._handle = ClientHandle(
+        super().__init__(
             url=url,
             client=client,
             connection_pool=connection_pool,
             cluster=cluster,
+            prefix=prefix,
             socket_connect_timeout=socket_connect_timeout,
             socket_timeout=socket_timeout,
             max_connections=max_connections,
@@ -438,23 +433,15 @@ class RedisMemoryStorage:
 
     async def close(self) -> None:
         """Close the client if this store made it; idempotent (G-16, MS-27)."""
-        await self._handle.close()
+        await super().close()
 
-    async def __aenter__(self) -> RedisMemoryStorage:
+    async def __aenter__(self) -> Self:
         try:
             await self.migrate()
         except BaseException:
             await self.close()
             raise
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # --- user memories (MS-3 .. MS-13) ---------------------------------------------------------
 
@@ -681,26 +668,9 @@ class RedisMemoryStorage:
         await self._script(_CLEANUP_BY_LIMIT, "cleanup_messages_by_limit", keys, [keep])
 
 
-@asynccontextmanager
-async def _opened(context: StoreContext, cluster: bool) -> AsyncIterator[RedisMemoryStorage]:
-    async with RedisMemoryStorage(
-        _cluster.kit_url(cluster=cluster),
-        cluster=cluster,
-        prefix=context.namespace + ":",
-        clock=context.clock,
-        embedder=context.options.get("embedder"),
-    ) as store:
-        yield store
-
-
-def open_store(context: StoreContext) -> AbstractAsyncContextManager[RedisMemoryStorage]:
-    """The kit's opener: key prefix ``namespace:`` on the server of the backend's lifespan.
-
-    ``context.options["embedder"]``, if given, enables semantic retrieval.
-    """
-    return _opened(context, False)
-
-
-def open_cluster_store(context: StoreContext) -> AbstractAsyncContextManager[RedisMemoryStorage]:
-    """As :func:`open_store`, on the cluster of the ``redis-cluster`` backend's lifespan."""
-    return _opened(context, True)
+open_store, open_cluster_store = kit_openers(
+    lambda context, connection: RedisMemoryStorage(
+        **connection, clock=context.clock, embedder=context.options.get("embedder")
+    ),
+    note='``context.options["embedder"]``, if given, enables semantic retrieval.',
+)

@@ -61,14 +61,11 @@ another slot, and SV-14 would not hold across a failure between the two.
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from types import TracebackType
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 
-from agentstores.conformance.backend import StoreContext
 from agentstores.spec.errors import AlreadyExists, Conflict, NotFound, StorageUnavailable
 from agentstores.spec.session_service import (
     CreateRequest,
@@ -89,14 +86,11 @@ from agentstores.spec.values import Clock, JSONObject, load_json, system_clock
 from .. import _events
 from .. import session_service_rules as rules
 from .._records import build, scan_json
-from . import cluster as _cluster
 from ._client import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_POOL_TIMEOUT,
     DEFAULT_SOCKET_TIMEOUT,
-    ClientHandle,
-    KeySpace,
     RedisClient,
     Script,
     encode_json,
@@ -105,6 +99,7 @@ from ._client import (
     translate_errors,
     unframe,
 )
+from ._store import RedisStore, kit_openers
 
 __all__ = ["RedisSessionService", "open_cluster_store", "open_store"]
 
@@ -458,7 +453,7 @@ def _session(
     )
 
 
-class RedisSessionService:
+class RedisSessionService(RedisStore):
     """A :class:`~agentstores.spec.session_service.SessionService` on Redis.
 
     Args:
@@ -490,12 +485,12 @@ class RedisSessionService:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         pool_timeout: float = DEFAULT_POOL_TIMEOUT,
     ) -> None:
-        self._keys = KeySpace(prefix)
-        self._handle = ClientHandle(
+        super().__init__(
             url=url,
             client=client,
             connection_pool=connection_pool,
             cluster=cluster,
+            prefix=prefix,
             socket_connect_timeout=socket_connect_timeout,
             socket_timeout=socket_timeout,
             max_connections=max_connections,
@@ -868,40 +863,7 @@ class RedisSessionService:
                     hits.append(hit)
         return rules.page_results(hits, opts)
 
-    # --- life cycle -------------------------------------------------------------------------
 
-    async def close(self) -> None:
-        """Close the client if this store made it; idempotent (G-16)."""
-        await self._handle.close()
-
-    async def __aenter__(self) -> RedisSessionService:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
-@asynccontextmanager
-async def _opened(context: StoreContext, cluster: bool) -> AsyncIterator[RedisSessionService]:
-    async with RedisSessionService(
-        _cluster.kit_url(cluster=cluster),
-        cluster=cluster,
-        prefix=context.namespace + ":",
-        clock=context.clock,
-    ) as store:
-        yield store
-
-
-def open_store(context: StoreContext) -> AbstractAsyncContextManager[RedisSessionService]:
-    """The kit's opener: key prefix ``namespace:`` on the server of the backend's lifespan."""
-    return _opened(context, False)
-
-
-def open_cluster_store(context: StoreContext) -> AbstractAsyncContextManager[RedisSessionService]:
-    """As :func:`open_store`, on the cluster of the ``redis-cluster`` backend's lifespan."""
-    return _opened(context, True)
+open_store, open_cluster_store = kit_openers(
+    lambda context, connection: RedisSessionService(**connection, clock=context.clock)
+)

@@ -49,15 +49,12 @@ On one server the same layout and the same steps are used, so the references beh
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from types import TracebackType
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from agentstores.conformance.backend import StoreContext
 from agentstores.spec.errors import InvalidArgument, NotFound, StorageUnavailable
 from agentstores.spec.messages import Message, message_from_json, message_to_json
 from agentstores.spec.session_store import (
@@ -69,14 +66,11 @@ from agentstores.spec.session_store import (
 from agentstores.spec.values import Clock, check_timestamp, dump_json, system_clock
 
 from .. import session_store_rules as rules
-from . import cluster as _cluster
 from ._client import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_POOL_TIMEOUT,
     DEFAULT_SOCKET_TIMEOUT,
-    ClientHandle,
-    KeySpace,
     RedisClient,
     Script,
     encode_json,
@@ -84,6 +78,7 @@ from ._client import (
     text,
     translate_errors,
 )
+from ._store import RedisStore, kit_openers
 
 __all__ = ["RedisSessionStore", "open_cluster_store", "open_store"]
 
@@ -289,7 +284,7 @@ def _field_args(fields: Mapping[str, Any]) -> list[str]:
     return pairs
 
 
-class RedisSessionStore(rules.SessionUpdates, rules.SessionQueries):
+class RedisSessionStore(RedisStore, rules.SessionUpdates, rules.SessionQueries):
     """A :class:`~agentstores.spec.session_store.SessionStore` on Redis.
 
     Args:
@@ -321,12 +316,12 @@ class RedisSessionStore(rules.SessionUpdates, rules.SessionQueries):
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         pool_timeout: float = DEFAULT_POOL_TIMEOUT,
     ) -> None:
-        self._keys = KeySpace(prefix)
-        self._handle = ClientHandle(
+        super().__init__(
             url=url,
             client=client,
             connection_pool=connection_pool,
             cluster=cluster,
+            prefix=prefix,
             socket_connect_timeout=socket_connect_timeout,
             socket_timeout=socket_timeout,
             max_connections=max_connections,
@@ -567,40 +562,7 @@ class RedisSessionStore(rules.SessionUpdates, rules.SessionQueries):
                 candidates.append(rules.Candidate(session.id, session.name, position, message))
         return rules.select_matches(request, candidates)
 
-    # --- life cycle -------------------------------------------------------------------------
 
-    async def close(self) -> None:
-        """Close the client if this store made it; idempotent (G-16)."""
-        await self._handle.close()
-
-    async def __aenter__(self) -> RedisSessionStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
-@asynccontextmanager
-async def _opened(context: StoreContext, cluster: bool) -> AsyncIterator[RedisSessionStore]:
-    async with RedisSessionStore(
-        _cluster.kit_url(cluster=cluster),
-        cluster=cluster,
-        prefix=context.namespace + ":",
-        clock=context.clock,
-    ) as store:
-        yield store
-
-
-def open_store(context: StoreContext) -> AbstractAsyncContextManager[RedisSessionStore]:
-    """The kit's opener: key prefix ``namespace:`` on the server of the backend's lifespan."""
-    return _opened(context, False)
-
-
-def open_cluster_store(context: StoreContext) -> AbstractAsyncContextManager[RedisSessionStore]:
-    """As :func:`open_store`, on the cluster of the ``redis-cluster`` backend's lifespan."""
-    return _opened(context, True)
+open_store, open_cluster_store = kit_openers(
+    lambda context, connection: RedisSessionStore(**connection, clock=context.clock)
+)

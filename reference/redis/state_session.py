@@ -34,30 +34,25 @@ half-replaced hash (ST-7). JSON is produced and parsed in Python only (exact big
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from types import TracebackType
+from collections.abc import Sequence
 from typing import cast
 
 import redis.asyncio as aioredis
 
-from agentstores.conformance.backend import StoreContext
 from agentstores.spec.state_session import DEFAULT_USER_ID, StateModule
 
 from .. import state_session_rules as rules
-from . import cluster as _cluster
 from ._client import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_POOL_TIMEOUT,
     DEFAULT_SOCKET_TIMEOUT,
-    ClientHandle,
-    KeySpace,
     RedisClient,
     Script,
     text,
     translate_errors,
 )
+from ._store import RedisStore, kit_openers
 
 __all__ = ["RedisStateSessionStore", "open_cluster_store", "open_store"]
 
@@ -127,7 +122,7 @@ return alive
 )
 
 
-class RedisStateSessionStore:
+class RedisStateSessionStore(RedisStore):
     """A :class:`~agentstores.spec.state_session.StateSessionStore` on Redis.
 
     Args:
@@ -162,12 +157,12 @@ class RedisStateSessionStore:
     ) -> None:
         ttl_ms = rules.ttl_milliseconds(ttl_seconds)
         self._ttl_arg = "" if ttl_ms is None else str(ttl_ms)
-        self._keys = KeySpace(prefix)
-        self._handle = ClientHandle(
+        super().__init__(
             url=url,
             client=client,
             connection_pool=connection_pool,
             cluster=cluster,
+            prefix=prefix,
             socket_connect_timeout=socket_connect_timeout,
             socket_timeout=socket_timeout,
             max_connections=max_connections,
@@ -279,43 +274,10 @@ class RedisStateSessionStore:
                 low = "(" + members[-1]
         return found
 
-    # --- life cycle -------------------------------------------------------------------------
 
-    async def close(self) -> None:
-        """Close the client if this store made it; idempotent (G-16)."""
-        await self._handle.close()
-
-    async def __aenter__(self) -> RedisStateSessionStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
-@asynccontextmanager
-async def _opened(context: StoreContext, cluster: bool) -> AsyncIterator[RedisStateSessionStore]:
-    async with RedisStateSessionStore(
-        _cluster.kit_url(cluster=cluster),
-        cluster=cluster,
-        prefix=context.namespace + ":",
-        ttl_seconds=context.options.get(rules.TTL_OPTION),
-    ) as store:
-        yield store
-
-
-def open_store(context: StoreContext) -> AbstractAsyncContextManager[RedisStateSessionStore]:
-    """The kit's opener: key prefix ``namespace:`` on the server of the backend's lifespan,
-    and the TTL of the context option ``ttl_seconds``."""
-    return _opened(context, False)
-
-
-def open_cluster_store(
-    context: StoreContext,
-) -> AbstractAsyncContextManager[RedisStateSessionStore]:
-    """As :func:`open_store`, on the cluster of the ``redis-cluster`` backend's lifespan."""
-    return _opened(context, True)
+open_store, open_cluster_store = kit_openers(
+    lambda context, connection: RedisStateSessionStore(
+        **connection, ttl_seconds=context.options.get(rules.TTL_OPTION)
+    ),
+    note="The TTL is that of the context option ``ttl_seconds``.",
+)

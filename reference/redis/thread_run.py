@@ -48,14 +48,11 @@ the spec does not allow.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from types import TracebackType
+from collections.abc import Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 
-from agentstores.conformance.backend import StoreContext
 from agentstores.spec.errors import AlreadyExists, Conflict, NotFound, StorageUnavailable
 from agentstores.spec.messages import Message, message_from_json, message_to_json
 from agentstores.spec.thread_run import (
@@ -77,20 +74,18 @@ from agentstores.spec.values import (
 )
 
 from .. import thread_run_rules as rules
-from . import cluster as _cluster
 from ._client import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_POOL_TIMEOUT,
     DEFAULT_SOCKET_TIMEOUT,
-    ClientHandle,
-    KeySpace,
     RedisClient,
     Script,
     load_record,
     text,
     translate_errors,
 )
+from ._store import RedisStore, kit_openers
 
 __all__ = ["RedisThreadRunStore", "open_cluster_store", "open_store"]
 
@@ -270,7 +265,7 @@ return {total, offset, items}
 )
 
 
-class RedisThreadRunStore:
+class RedisThreadRunStore(RedisStore):
     """A :class:`~agentstores.spec.thread_run.ThreadRunStore` on Redis.
 
     Args:
@@ -302,12 +297,12 @@ class RedisThreadRunStore:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         pool_timeout: float = DEFAULT_POOL_TIMEOUT,
     ) -> None:
-        self._keys = KeySpace(prefix)
-        self._handle = ClientHandle(
+        super().__init__(
             url=url,
             client=client,
             connection_pool=connection_pool,
             cluster=cluster,
+            prefix=prefix,
             socket_connect_timeout=socket_connect_timeout,
             socket_timeout=socket_timeout,
             max_connections=max_connections,
@@ -554,40 +549,7 @@ class RedisThreadRunStore:
                 actual=stored,
             )
 
-    # --- life cycle -------------------------------------------------------------------------
 
-    async def close(self) -> None:
-        """Close the client if this store made it; idempotent (G-16)."""
-        await self._handle.close()
-
-    async def __aenter__(self) -> RedisThreadRunStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-
-@asynccontextmanager
-async def _opened(context: StoreContext, cluster: bool) -> AsyncIterator[RedisThreadRunStore]:
-    async with RedisThreadRunStore(
-        _cluster.kit_url(cluster=cluster),
-        cluster=cluster,
-        prefix=context.namespace + ":",
-        clock=context.clock,
-    ) as store:
-        yield store
-
-
-def open_store(context: StoreContext) -> AbstractAsyncContextManager[RedisThreadRunStore]:
-    """The kit's opener: key prefix ``namespace:`` on the server of the backend's lifespan."""
-    return _opened(context, False)
-
-
-def open_cluster_store(context: StoreContext) -> AbstractAsyncContextManager[RedisThreadRunStore]:
-    """As :func:`open_store`, on the cluster of the ``redis-cluster`` backend's lifespan."""
-    return _opened(context, True)
+open_store, open_cluster_store = kit_openers(
+    lambda context, connection: RedisThreadRunStore(**connection, clock=context.clock)
+)
