@@ -25,7 +25,6 @@ import os
 import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from types import TracebackType
 from typing import Any
 
 from agentstores.conformance.backend import StoreContext
@@ -42,7 +41,8 @@ from agentstores.spec.values import Clock, check_id, dump_json, system_clock
 
 from .. import memory_storage_rules as rules
 from .._records import assemble, decode_message
-from ._db import DEFAULT_BUSY_TIMEOUT, Database, Migration, Synchronous, context_location
+from ._db import DEFAULT_BUSY_TIMEOUT, Migration, Synchronous, context_location
+from ._store import SQLiteStore
 
 __all__ = ["MIGRATIONS", "SQLiteMemoryStorage", "open_store"]
 
@@ -112,7 +112,7 @@ def _message(row: Sequence[Any], session_id: str, user_id: str) -> ConversationM
     )
 
 
-class SQLiteMemoryStorage:
+class SQLiteMemoryStorage(SQLiteStore):
     """A :class:`~agentstores.spec.memory_storage.MemoryStorage` in an SQLite database file.
 
     Args:
@@ -128,7 +128,13 @@ class SQLiteMemoryStorage:
 
     The schema is created or upgraded when the database is first used (MS-28). Use
     ``async with SQLiteMemoryStorage(path) as store:`` or ``await store.close()`` at the end.
+
+    Its tables, reached through :attr:`database`: ``database.table("ms_memories")``,
+    ``"ms_summaries"`` and ``"ms_messages"`` (see :data:`MIGRATIONS`).
     """
+
+    _family = "memory_storage"
+    _migrations = MIGRATIONS
 
     def __init__(
         self,
@@ -140,15 +146,9 @@ class SQLiteMemoryStorage:
         synchronous: Synchronous = "FULL",
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
-        self._db = Database(
-            path,
-            prefix=prefix,
-            family="memory_storage",
-            migrations=MIGRATIONS,
-            synchronous=synchronous,
-            busy_timeout=busy_timeout,
+        super().__init__(
+            path, prefix=prefix, clock=clock, synchronous=synchronous, busy_timeout=busy_timeout
         )
-        self._clock = clock
         self._embedder = embedder
         self._memories = self._db.table("ms_memories")
         self._summaries = self._db.table("ms_summaries")
@@ -158,32 +158,7 @@ class SQLiteMemoryStorage:
             "VALUES (?, ?, ?, ?, ?)"
         )
 
-    async def __aenter__(self) -> SQLiteMemoryStorage:
-        try:
-            await self._db.open()
-        except BaseException:
-            await self._db.close()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    @property
-    def database(self) -> Database:
-        """The store's :class:`~._db.Database`: a back door to the raw rows for tests.
-
-        Its tables are ``database.table("ms_memories")``, ``"ms_summaries"`` and
-        ``"ms_messages"`` (see :data:`MIGRATIONS`); writing them bypasses every rule.
-        """
-        return self._db
-
-    # --- lifecycle (MS-26 .. MS-28) --------------------------------------------------------
+    # --- lifecycle (MS-26 .. MS-28; close, MS-27, comes from SQLiteStore) ------------------
 
     async def health(self) -> None:
         """Return if the database answers a query; StorageUnavailable otherwise (MS-26)."""
@@ -192,10 +167,6 @@ class SQLiteMemoryStorage:
     async def migrate(self) -> None:
         """Create or upgrade the schema; idempotent (MS-28)."""
         await self._db.open()
-
-    async def close(self) -> None:
-        """Close the database connection; idempotent (G-16, MS-27)."""
-        await self._db.close()
 
     # --- user memories (MS-3 .. MS-13) -----------------------------------------------------
 

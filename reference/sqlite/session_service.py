@@ -51,7 +51,6 @@ import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from types import TracebackType
 from typing import Any
 
 from agentstores.conformance.backend import StoreContext
@@ -75,7 +74,8 @@ from agentstores.spec.values import Clock, JSONObject, dump_json, load_json, sys
 from .. import _events
 from .. import session_service_rules as rules
 from .._records import assemble
-from ._db import DEFAULT_BUSY_TIMEOUT, Database, Migration, Synchronous, context_location
+from ._db import DEFAULT_BUSY_TIMEOUT, Migration, Synchronous, context_location
+from ._store import SQLiteStore
 
 __all__ = ["MIGRATIONS", "SQLiteSessionService", "open_store"]
 
@@ -218,7 +218,7 @@ def _event(body: str) -> Event:
     return _events.decode_stored(body)
 
 
-class SQLiteSessionService:
+class SQLiteSessionService(SQLiteStore):
     """A :class:`~agentstores.spec.session_service.SessionService` in an SQLite database file.
 
     Args:
@@ -232,7 +232,13 @@ class SQLiteSessionService:
 
     Use ``async with SQLiteSessionService(path) as store:``, or call methods directly (the
     database opens on first use) and ``await store.close()`` at the end.
+
+    Its tables, reached through :attr:`database`: ``database.table("sv_sessions")``,
+    ``"sv_app_state"``, ``"sv_user_state"`` and ``"sv_events"`` (see :data:`MIGRATIONS`).
     """
+
+    _family = "session_service"
+    _migrations = MIGRATIONS
 
     def __init__(
         self,
@@ -243,15 +249,9 @@ class SQLiteSessionService:
         synchronous: Synchronous = "FULL",
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
-        self._db = Database(
-            path,
-            prefix=prefix,
-            family="session_service",
-            migrations=MIGRATIONS,
-            synchronous=synchronous,
-            busy_timeout=busy_timeout,
+        super().__init__(
+            path, prefix=prefix, clock=clock, synchronous=synchronous, busy_timeout=busy_timeout
         )
-        self._clock = clock
         self._sessions = self._db.table("sv_sessions")
         self._apps = self._db.table("sv_app_state")
         self._users = self._db.table("sv_user_state")
@@ -310,35 +310,6 @@ class SQLiteSessionService:
             f"WHERE {in_session} AND timestamp = ?13 AND seq = ?14 AND NOT indexed)"
         )
         self._select_indexed_id = f"SELECT 1 FROM {self._events} {key} AND event_id = ? AND indexed"
-
-    async def __aenter__(self) -> SQLiteSessionService:
-        try:
-            await self._db.open()
-        except BaseException:
-            await self._db.close()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the database connection; idempotent (G-16)."""
-        await self._db.close()
-
-    @property
-    def database(self) -> Database:
-        """The store's :class:`~._db.Database`: a back door to the raw rows for tests.
-
-        Its tables are ``database.table("sv_sessions")``, ``"sv_app_state"``,
-        ``"sv_user_state"`` and ``"sv_events"`` (see :data:`MIGRATIONS`).
-        """
-        return self._db
 
     # --- state helpers (run inside a transaction) ------------------------------------------------
 

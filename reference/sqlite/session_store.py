@@ -46,7 +46,6 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
-from types import TracebackType
 from typing import Any
 
 from agentstores.conformance.backend import StoreContext
@@ -62,7 +61,8 @@ from agentstores.spec.values import Clock, check_timestamp, dump_json, load_json
 
 from .. import session_store_rules as rules
 from .._records import decode_message
-from ._db import DEFAULT_BUSY_TIMEOUT, Database, Migration, Synchronous, context_location
+from ._db import DEFAULT_BUSY_TIMEOUT, Migration, Synchronous, context_location
+from ._store import SQLiteStore
 
 __all__ = ["MIGRATIONS", "SQLiteSessionStore", "open_store"]
 
@@ -197,7 +197,7 @@ def _fts_phrase(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
 
-class SQLiteSessionStore(rules.SessionUpdates, rules.SessionQueries):
+class SQLiteSessionStore(SQLiteStore, rules.SessionUpdates, rules.SessionQueries):
     """A :class:`~agentstores.spec.session_store.SessionStore` in an SQLite database file.
 
     Args:
@@ -211,7 +211,13 @@ class SQLiteSessionStore(rules.SessionUpdates, rules.SessionQueries):
 
     Use ``async with SQLiteSessionStore(path) as store:``, or call methods directly (the
     database opens on first use) and ``await store.close()`` at the end.
+
+    Its tables, reached through :attr:`database`: ``database.table("ss_sessions")``,
+    ``"ss_messages"``, ``"ss_ids"`` and ``"ss_fts_state"`` (see :data:`MIGRATIONS`).
     """
+
+    _family = "session_store"
+    _migrations = MIGRATIONS
 
     def __init__(
         self,
@@ -222,15 +228,9 @@ class SQLiteSessionStore(rules.SessionUpdates, rules.SessionQueries):
         synchronous: Synchronous = "FULL",
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
-        self._db = Database(
-            path,
-            prefix=prefix,
-            family="session_store",
-            migrations=MIGRATIONS,
-            synchronous=synchronous,
-            busy_timeout=busy_timeout,
+        super().__init__(
+            path, prefix=prefix, clock=clock, synchronous=synchronous, busy_timeout=busy_timeout
         )
-        self._clock = clock
         self._sessions = self._db.table("ss_sessions")
         self._messages = self._db.table("ss_messages")
         self._fts = self._db.table("ss_messages_fts")
@@ -246,36 +246,6 @@ class SQLiteSessionStore(rules.SessionUpdates, rules.SessionQueries):
             "next_position = next_position + 1, updated_at = ? WHERE session_id = ? "
             "RETURNING next_position"
         )
-
-    async def __aenter__(self) -> SQLiteSessionStore:
-        try:
-            await self._db.open()
-        except BaseException:
-            await self._db.close()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the database connection; idempotent (G-16)."""
-        await self._db.close()
-
-    @property
-    def database(self) -> Database:
-        """The store's :class:`~._db.Database`: a back door to the raw rows for tests.
-
-        Its tables are ``database.table("ss_sessions")``, ``"ss_messages"``, ``"ss_ids"`` and
-        ``"ss_fts_state"`` (see :data:`MIGRATIONS`); writing them directly bypasses every rule
-        of the spec.
-        """
-        return self._db
 
     def _now(self) -> int:
         return check_timestamp(self._clock(), what="clock reading")

@@ -21,14 +21,14 @@ from __future__ import annotations
 import os
 import sqlite3
 from contextlib import AbstractAsyncContextManager
-from types import TracebackType
 
 from agentstores.conformance.backend import StoreContext
 from agentstores.spec.state_session import DEFAULT_USER_ID, StateModule
 from agentstores.spec.values import Clock, system_clock
 
 from .. import state_session_rules as rules
-from ._db import DEFAULT_BUSY_TIMEOUT, Database, Migration, Synchronous, context_location
+from ._db import DEFAULT_BUSY_TIMEOUT, Migration, Synchronous, context_location
+from ._store import SQLiteStore
 
 __all__ = ["MIGRATIONS", "SQLiteStateSessionStore", "open_store"]
 
@@ -57,7 +57,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-class SQLiteStateSessionStore:
+class SQLiteStateSessionStore(SQLiteStore):
     """A :class:`~agentstores.spec.state_session.StateSessionStore` in an SQLite file.
 
     Args:
@@ -74,7 +74,13 @@ class SQLiteStateSessionStore:
 
     Use ``async with SQLiteStateSessionStore(path) as store:``, or call methods directly (the
     database opens on first use) and ``await store.close()`` at the end.
+
+    Its tables, reached through :attr:`database`: ``database.table("state_sessions")`` and
+    ``"state_modules"`` (see :data:`MIGRATIONS`).
     """
+
+    _family = "state_session"
+    _migrations = MIGRATIONS
 
     def __init__(
         self,
@@ -87,46 +93,11 @@ class SQLiteStateSessionStore:
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
         self._ttl_ms = rules.ttl_milliseconds(ttl_seconds)
-        self._db = Database(
-            path,
-            prefix=prefix,
-            family="state_session",
-            migrations=MIGRATIONS,
-            synchronous=synchronous,
-            busy_timeout=busy_timeout,
+        super().__init__(
+            path, prefix=prefix, clock=clock, synchronous=synchronous, busy_timeout=busy_timeout
         )
-        self._clock = clock
         self._sessions = self._db.table("state_sessions")
         self._modules = self._db.table("state_modules")
-
-    async def __aenter__(self) -> SQLiteStateSessionStore:
-        try:
-            await self._db.open()
-        except BaseException:
-            await self._db.close()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the database connection; idempotent (G-16)."""
-        await self._db.close()
-
-    @property
-    def database(self) -> Database:
-        """The store's :class:`~._db.Database`: a back door to the raw rows for tests.
-
-        Its tables are ``database.table("state_sessions")`` and ``"state_modules"`` (see
-        :data:`MIGRATIONS`); writing them directly bypasses every rule of the spec.
-        """
-        return self._db
 
     # --- rows (run inside a transaction) ---------------------------------------------------
 

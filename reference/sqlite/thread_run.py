@@ -22,7 +22,6 @@ import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from types import TracebackType
 from typing import Any, TypeVar
 
 from agentstores.conformance.backend import StoreContext
@@ -46,7 +45,8 @@ from agentstores.spec.values import (
 )
 
 from .. import thread_run_rules as rules
-from ._db import DEFAULT_BUSY_TIMEOUT, Database, Migration, Synchronous, context_location
+from ._db import DEFAULT_BUSY_TIMEOUT, Migration, Synchronous, context_location
+from ._store import SQLiteStore
 
 __all__ = ["MIGRATIONS", "SQLiteThreadRunStore", "open_store"]
 
@@ -127,7 +127,7 @@ def _run_row(run: RunRecord) -> tuple[str, str, str, int, int, str]:
     )
 
 
-class SQLiteThreadRunStore:
+class SQLiteThreadRunStore(SQLiteStore):
     """A :class:`~agentstores.spec.thread_run.ThreadRunStore` in an SQLite database file.
 
     Args:
@@ -142,7 +142,13 @@ class SQLiteThreadRunStore:
 
     Use ``async with SQLiteThreadRunStore(path) as store:``, or call methods directly (the
     database opens on first use) and ``await store.close()`` at the end.
+
+    Its tables, reached through :attr:`database`: ``database.table("threads")``,
+    ``"messages"`` and ``"runs"`` (see :data:`MIGRATIONS`).
     """
+
+    _family = "thread_run"
+    _migrations = MIGRATIONS
 
     def __init__(
         self,
@@ -153,47 +159,12 @@ class SQLiteThreadRunStore:
         synchronous: Synchronous = "FULL",
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
-        self._db = Database(
-            path,
-            prefix=prefix,
-            family="thread_run",
-            migrations=MIGRATIONS,
-            synchronous=synchronous,
-            busy_timeout=busy_timeout,
+        super().__init__(
+            path, prefix=prefix, clock=clock, synchronous=synchronous, busy_timeout=busy_timeout
         )
-        self._clock = clock
         self._threads = self._db.table("threads")
         self._messages = self._db.table("messages")
         self._runs = self._db.table("runs")
-
-    async def __aenter__(self) -> SQLiteThreadRunStore:
-        try:
-            await self._db.open()
-        except BaseException:
-            await self._db.close()
-            raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the database connection; idempotent (G-16)."""
-        await self._db.close()
-
-    @property
-    def database(self) -> Database:
-        """The store's :class:`~._db.Database`: a back door to the raw rows for tests.
-
-        Its tables are ``database.table("threads")``, ``"messages"`` and ``"runs"`` (see
-        :data:`MIGRATIONS`); writing them directly bypasses every rule of the spec.
-        """
-        return self._db
 
     # --- threads (TR-1 .. TR-6, TR-10) -------------------------------------------------------
 
