@@ -39,8 +39,7 @@ import re
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 from agentstores.conformance.backend import StoreContext
 from agentstores.spec.errors import AlreadyExists, NotFound, NotSupported, StorageUnavailable
@@ -66,6 +65,7 @@ from ._files import (
     read_file,
 )
 from ._records import append_at, pread_exactly
+from ._store import JSONStore
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "JSONMemoryStorage", "open_store"]
 
@@ -155,7 +155,7 @@ def _seq(line: JSONValue, name: str) -> int:
     return seq
 
 
-class JSONMemoryStorage:
+class JSONMemoryStorage(JSONStore):
     """A :class:`~agentstores.spec.memory_storage.MemoryStorage` in a directory of JSON files.
 
     Args:
@@ -185,22 +185,10 @@ class JSONMemoryStorage:
         self._embedder = embedder
         self._conversation_paths: dict[tuple[str, str], Path] = {}
 
-    @property
-    def directory(self) -> Path:
-        """The store's directory: a back door to the raw files for tests."""
-        return self._dir.path
-
-    async def __aenter__(self) -> JSONMemoryStorage:
+    async def __aenter__(self) -> Self:
+        # Migrated at open (MS-28), so that a bad or newer directory fails there.
         await self.migrate()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # --- paths --------------------------------------------------------------------------------
 
@@ -221,7 +209,7 @@ class JSONMemoryStorage:
     def _sessions(self, user_id: str) -> JsonLinesLog:
         return JsonLinesLog(self._path(_SESSIONS, user_id, suffix=".jsonl"), sync=self._dir.sync)
 
-    # --- lifecycle (MS-26 .. MS-28) -----------------------------------------------------------
+    # --- lifecycle (MS-26 .. MS-28; close, MS-27, is JSONStore's) ---------------------------
 
     async def health(self) -> None:
         """Return if the directory can be locked and read; StorageUnavailable if not (MS-26)."""
@@ -250,10 +238,6 @@ class JSONMemoryStorage:
                 )
 
         await self._dir.run(migrate)
-
-    async def close(self) -> None:
-        """Wait for the running operation and refuse further ones; idempotent (MS-27)."""
-        await self._dir.close()
 
     # --- user memories (MS-3 .. MS-13) --------------------------------------------------------
 

@@ -84,7 +84,6 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from json.encoder import encode_basestring
 from pathlib import Path
-from types import TracebackType
 from typing import Any, BinaryIO, TypeVar
 
 from agentstores.conformance.backend import StoreContext
@@ -124,6 +123,7 @@ from ._files import (
     write_atomic,
 )
 from ._layout import ensure_layout, files_named, remove_empty_directories
+from ._store import JSONStore
 
 __all__ = ["LAYOUT_MARKER", "JSONSessionService", "open_store"]
 
@@ -364,7 +364,7 @@ def _event_of(record: _records.Record) -> Event:
     return _events.decode_stored_object(obj)
 
 
-class JSONSessionService:
+class JSONSessionService(JSONStore):
     """A :class:`~agentstores.spec.session_service.SessionService` in a directory of JSON files.
 
     Args:
@@ -400,27 +400,6 @@ class JSONSessionService:
         self._listings: OrderedDict[tuple[str, str], list[_Listed]] = OrderedDict()
         self._marks: dict[int, bytes | None] = dict.fromkeys(_SLOTS)
         self._seen_marks: list[bytes] = []  # as read by the last _refresh
-
-    @property
-    def directory(self) -> Path:
-        """The store's directory (its layout is in this module's docstring)."""
-        return self._dir.path
-
-    async def __aenter__(self) -> JSONSessionService:
-        await self._dir.run(lambda: None)  # create and recover the directory now
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Wait for the running operation and refuse further ones; idempotent (G-16)."""
-        await self._dir.close()
 
     # --- layout (see ._layout) -----------------------------------------------------------------
 

@@ -54,7 +54,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 from agentstores.conformance.backend import StoreContext
@@ -90,6 +89,7 @@ from ._files import (
     write_atomic,
 )
 from ._layout import ensure_session_store_layout
+from ._store import JSONStore
 
 __all__ = ["JSONSessionStore", "open_store"]
 
@@ -182,7 +182,7 @@ def _encoded(messages: Sequence[Message]) -> list[JSONValue]:
     return copy.deepcopy([message_to_json(message) for message in messages])
 
 
-class JSONSessionStore(rules.SessionUpdates, rules.SessionQueries):
+class JSONSessionStore(JSONStore, rules.SessionUpdates, rules.SessionQueries):
     """A session store in a directory of JSON files (``SessionStore``).
 
     Args:
@@ -218,28 +218,6 @@ class JSONSessionStore(rules.SessionUpdates, rules.SessionQueries):
         # of session files is the one it saw (see _refresh).
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._mark: bytes | None = None
-
-    @property
-    def directory(self) -> Path:
-        """The store's directory (its layout is in this module's docstring)."""
-        return self._dir.path
-
-    async def __aenter__(self) -> JSONSessionStore:
-        # Create and recover the directory now, so that a bad path fails at open.
-        await self._dir.run(lambda: None)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Wait for the running operation and refuse further ones; idempotent (G-16)."""
-        await self._dir.close()
 
     def _now(self) -> int:
         return check_timestamp(self._clock(), what="clock reading")

@@ -33,7 +33,6 @@ from collections import OrderedDict
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from agentstores.conformance.backend import StoreContext
@@ -51,6 +50,7 @@ from ._files import (
     name_for,
     read_file,
 )
+from ._store import JSONStore
 
 __all__ = ["FAMILY_DIRECTORY", "JSONStateSessionStore", "open_store"]
 
@@ -83,7 +83,7 @@ class _UserIndex:
         return True, deadline
 
 
-class JSONStateSessionStore:
+class JSONStateSessionStore(JSONStore):
     """A :class:`~agentstores.spec.state_session.StateSessionStore` in a directory of files.
 
     Args:
@@ -121,34 +121,12 @@ class JSONStateSessionStore:
         self._clock = clock
         self._indexes: OrderedDict[str, _UserIndex] = OrderedDict()
 
-    @property
-    def directory(self) -> Path:
-        """The store's directory (its layout is in this module's docstring)."""
-        return self._dir.path
-
     def session_path(self, session_id: str, user_id: str) -> Path:
         """The file of a session's states: a back door for tests (layout in the module doc)."""
         return self._dir.subdirectory(_SESSIONS) / name_for(user_id, session_id)
 
     def _log(self, user_id: str) -> JsonLinesLog:
         return self._dir.log(f"{_USERS}/{name_for(user_id, suffix='.jsonl')}")
-
-    async def __aenter__(self) -> JSONStateSessionStore:
-        # Create and recover the directory now, so that a bad path fails at open.
-        await self._dir.run(lambda: None)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Wait for the running operation and refuse further ones; idempotent (G-16)."""
-        await self._dir.close()
 
     # --- indexes (run holding the lock) ----------------------------------------------------
 

@@ -29,7 +29,6 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import TypeVar
 
 from agentstores.conformance.backend import StoreContext
@@ -49,6 +48,7 @@ from ._files import (
     name_for,
     read_file,
 )
+from ._store import JSONStore
 
 __all__ = ["JSONThreadRunStore", "open_store"]
 
@@ -163,7 +163,7 @@ def _messages_from_json(obj: JSONValue) -> tuple[str, list[Message]]:
     return obj.get("thread_id"), [message_from_json(m) for m in obj["messages"]]  # type: ignore[return-value]
 
 
-class JSONThreadRunStore:
+class JSONThreadRunStore(JSONStore):
     """A thread/run store in a directory of JSON files (``ThreadRunStore``).
 
     Args:
@@ -197,27 +197,8 @@ class JSONThreadRunStore:
         self._index = _Index()
         self._clock = clock
 
-    @property
-    def directory(self) -> Path:
-        """The store's directory (its layout is in this module's docstring)."""
-        return self._dir.path
-
-    async def __aenter__(self) -> JSONThreadRunStore:
-        # Create, recover and index the directory now, so a bad path fails at open.
-        await self._dir.run(self._refresh)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Wait for the running operation and refuse further ones; idempotent (G-16)."""
-        await self._dir.close()
+    def _on_open(self) -> None:
+        self._refresh()  # index the log at open, so a bad path fails there
 
     # --- paths, reading and the index (run holding the lock) --------------------------------
 
