@@ -7,15 +7,15 @@ A family's store subclasses :class:`JSONStore` and sets ``self._dir`` (its
 from __future__ import annotations
 
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
+from .._lifecycle import ClosedOnExit
 from ._files import StoreDirectory
 
 __all__ = ["JSONStore"]
 
 
-class JSONStore:
+class JSONStore(ClosedOnExit):
     """The base of the family stores: the store's directory, ``async with`` (which opens the
     directory before the block runs, so that a bad path fails there) and an idempotent
     :meth:`close`."""
@@ -35,14 +35,6 @@ class JSONStore:
     async def __aenter__(self) -> Self:
         await self._dir.run(self._on_open)
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Wait for the running operation and refuse further ones; idempotent (G-16)."""

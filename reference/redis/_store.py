@@ -13,20 +13,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from types import TracebackType
-from typing import Self, TypedDict, TypeVar
+from typing import TypedDict, TypeVar
 
 import redis.asyncio as aioredis
 
 from agentstores.conformance.backend import StoreContext
 
+from .._lifecycle import ClosedOnExit
 from . import cluster as _cluster
 from ._client import ClientHandle, KeySpace, RedisClient
 
 __all__ = ["KitConnection", "RedisStore", "kit_openers"]
 
 
-class RedisStore:
+class RedisStore(ClosedOnExit):
     """The part every Redis store shares: its keys, its client, and closing that client.
 
     A subclass keeps its own ``__init__`` (its documented signature and defaults) and passes
@@ -61,17 +61,6 @@ class RedisStore:
     async def close(self) -> None:
         """Close the client if this store made it; idempotent (G-16)."""
         await self._handle.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 class KitConnection(TypedDict):

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from types import TracebackType
 from typing import ClassVar, Self
 
 from agentstores.spec.values import Clock
 
+from .._lifecycle import ClosedOnExit
 from ._db import Database, Migration, Synchronous
 
 __all__ = ["SQLiteStore"]
 
 
-class SQLiteStore:
+class SQLiteStore(ClosedOnExit):
     """The base of the family stores: one :class:`~._db.Database`, a clock, ``async with``
     and an idempotent :meth:`close`.
 
@@ -59,14 +59,6 @@ class SQLiteStore:
             await self._db.close()
             raise
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """Close the database connection; idempotent (G-16)."""
